@@ -1,0 +1,6 @@
+"""Few-shot learners behind one API: ``learner(batch) -> LearnerOutput``, ``learner.adapt(x, y).predict(x)``."""
+
+from metadl.algorithms.base import Learner, LearnerOutput, Predictor, query_loss
+from metadl.algorithms.registry import LEARNERS, create_learner, list_learners
+
+__all__ = ["LEARNERS", "Learner", "LearnerOutput", "Predictor", "create_learner", "list_learners", "query_loss"]

@@ -1,0 +1,30 @@
+"""The learner registry: one visible dict, filled here, and the functions that read it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from metadl.algorithms.protonet import ProtoNet
+
+LEARNERS: dict[str, type[nn.Module]] = {
+    "protonet": ProtoNet,
+}
+
+
+def list_learners() -> list[str]:
+    """Names accepted by :func:`create_learner`."""
+    return sorted(LEARNERS)
+
+
+def create_learner(name: str, **kwargs: Any) -> nn.Module:
+    """Build a learner by name, e.g. ``create_learner("protonet", backbone=bb, n_way=5)``."""
+    try:
+        cls = LEARNERS[name]
+    except KeyError:
+        raise ValueError(f"unknown learner {name!r}; choose one of {list_learners()}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"create_learner({name!r}): {err}") from None
