@@ -188,7 +188,9 @@ class VariableEpisodeSampler(_SeededSampler):
             query_idx.append(perm[k : k + n_query])
             support_y.append(torch.full((k,), label, dtype=torch.long))
         query_y = torch.arange(n_way).repeat_interleave(n_query)
-        return Task(ds.gather(torch.cat(support_idx)), torch.cat(support_y), ds.gather(torch.cat(query_idx)), query_y)
+        return Task(
+            ds.gather(torch.cat(support_idx)), torch.cat(support_y), ds.gather(torch.cat(query_idx)), query_y
+        )
 
 
 class SinusoidSampler(_SeededSampler):
