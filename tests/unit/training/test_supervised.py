@@ -31,6 +31,7 @@ def test_split_rejects_classes_too_small_to_hold_out():
 
 def test_supervised_pipeline_learns_and_generalises():
     train, test = split_examples(blobs(), test_fraction=0.25)
+    torch.manual_seed(0)
     backbone = create_backbone("mlp", in_features=8, hidden=[32, 32])
     untrained = evaluate_supervised(torch.nn.Sequential(backbone, torch.nn.Linear(32, 4)), test)
     result = train_supervised(backbone, train, epochs=15, lr=5e-3, batch_size=32, val=test, seed=0)
