@@ -35,7 +35,8 @@ class ProtoNet(nn.Module):
 
     Args:
         backbone: feature extractor.
-        n_way: classes per episode (used for one-hot prototypes; labels beyond it are an error).
+        n_way: classes per training episode. Prototypes are computed for as many classes as each
+            episode has, so a model trained 20-way evaluates 5-way unchanged.
         distance: ``"euclidean"`` (squared, as in the paper) or ``"cosine"``.
         learn_temperature: learn a scale on the logits (init 1 for euclidean, 10 for cosine).
 
@@ -66,7 +67,7 @@ class ProtoNet(nn.Module):
     def forward(self, batch: TaskBatch) -> LearnerOutput:
         # Support and query pass through the backbone separately, so batch-norm statistics (in
         # training mode) never mix support and query, matching the episodic protocol of the paper.
-        protos = prototypes(self.embed(batch.support_x), batch.support_y, self.n_way)
+        protos = prototypes(self.embed(batch.support_x), batch.support_y, batch.n_way)
         logits = prototype_logits(self.embed(batch.query_x), protos, self.distance, self.log_scale.exp())
         return make_output(logits, batch)
 
