@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -16,6 +17,12 @@ from tqdm.auto import tqdm
 
 from metadl.algorithms.base import LearnerOutput
 from metadl.tasks.task import TaskBatch
+
+
+class GradientReducer(Protocol):
+    """What ``meta_step`` needs from a distributed context (see ``metadl.training.distributed``)."""
+
+    def reduce_gradients(self, module: nn.Module) -> None: ...
 
 
 class NonFiniteLossError(RuntimeError):
@@ -28,8 +35,14 @@ def meta_step(
     optimizer: torch.optim.Optimizer,
     *,
     grad_clip: float | None = None,
+    distributed: GradientReducer | None = None,
 ) -> LearnerOutput:
-    """One meta-update on ``batch``; returns the learner's output for logging."""
+    """One meta-update on ``batch``; returns the learner's output for logging.
+
+    Under distributed training each process passes its shard of the meta-batch and a
+    ``distributed`` object whose ``reduce_gradients(module)`` averages the gradients across
+    processes (weighted by tasks), so every process applies the same update as one process would.
+    """
     learner.train()
     outer_step = getattr(learner, "outer_step", None)
     if outer_step is not None:
@@ -41,6 +54,8 @@ def meta_step(
         )
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
+    if distributed is not None:
+        distributed.reduce_gradients(learner)
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
     optimizer.step()
