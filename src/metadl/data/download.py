@@ -1,0 +1,223 @@
+"""Downloading and unpacking data files safely: checksums, atomic writes, zip-slip protection.
+
+Two promises hold whatever happens (a crash, a dropped connection, a wrong file on the server):
+
+- a file appears under its final name only complete and with the expected sha256 (it is streamed to a
+  temporary file in the same folder, hashed on the way, fsynced, then renamed atomically);
+- unpacking an archive never writes outside its target folder (absolute names, ``..``, drive letters
+  and symlinks are refused before anything is written), and each top-level entry appears atomically.
+
+Only the standard library (``urllib``, ``zipfile``, ``hashlib``) and tqdm for the progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tqdm.auto import tqdm
+
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 is not the expected one."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would land outside the target folder (or is a link)."""
+
+
+def sha256sum(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+        >>> _ = p.write_bytes(b"abc")
+        >>> sha256sum(p)[:16]
+        'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _stream(url: str, out: BinaryIO, *, timeout: float, progress: bool, desc: str) -> str:
+    """Write the body of ``url`` to ``out`` (fsynced); return its hex sha256."""
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "metadl"})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.URLError as err:
+        raise OSError(f"could not download {url}: {err}") from err
+    with response:
+        size = response.headers.get("Content-Length")
+        total = int(size) if size and size.isdigit() else None
+        received = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
+            try:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except http.client.IncompleteRead as err:
+                got = received + len(err.partial)
+                raise OSError(f"download of {url} was cut off after {got} bytes") from err
+    if total is not None and received != total:
+        raise OSError(f"download of {url} stopped after {received} of {total} bytes")
+    out.flush()
+    os.fsync(out.fileno())
+    return digest.hexdigest()
+
+
+def download_url(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` and check its sha256; return the final path.
+
+    The body is streamed to a temporary file next to ``dest``, hashed on the way, fsynced and renamed
+    into place, so ``dest`` never holds a partial or unverified file. If ``dest`` already exists with the
+    expected hash nothing is downloaded.
+
+    Args:
+        url: an ``http://`` or ``https://`` address.
+        dest: the file to write, or an existing folder (the file is then named after the URL).
+        sha256: the expected hex digest (64 characters); a mismatch deletes the download and raises
+            :class:`ChecksumError` naming the file, the expected and the actual hash.
+        timeout: seconds to wait on the connection and on each read.
+        progress: show a tqdm progress bar (on stderr).
+    """
+    expected = sha256.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ValueError(f"sha256 must be 64 hex characters, got {sha256!r}")
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"only http(s) URLs can be downloaded, got {url!r}")
+    dest = Path(dest)
+    if dest.is_dir():
+        dest = dest / PurePosixPath(parsed.path).name
+    if dest.is_file() and sha256sum(dest) == expected:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            actual = _stream(url, out, timeout=timeout, progress=progress, desc=dest.name)
+        if actual != expected:
+            raise ChecksumError(
+                f"checksum mismatch for {dest.name} from {url}: expected sha256 {expected}, got {actual}; "
+                "the download was deleted (the file changed upstream or was corrupted on the way)"
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is readable by all
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
+    """The member's relative path, ``None`` for junk to skip; raises if it could escape the target."""
+    name = info.filename
+    where = f"{archive.name}: member {name!r}"
+    if "\x00" in name:
+        raise UnsafeArchiveError(f"{where} has a NUL byte in its name")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsafeArchiveError(f"{where} is a symbolic link; links are refused")
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or _DRIVE.match(unified):
+        raise UnsafeArchiveError(f"{where} has an absolute path")
+    parts = [p for p in unified.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{where} climbs out of the target with '..'")
+    if not parts or parts[0] == "__MACOSX":
+        return None
+    return PurePosixPath(*parts)
+
+
+def safe_extract_zip(zip_path: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Extract a zip archive into ``target`` without ever writing outside it; return ``target``.
+
+    Every member is checked before anything is written: absolute names, drive letters, ``..``
+    components and symbolic links raise :class:`UnsafeArchiveError`; ``__MACOSX/`` entries are skipped.
+    The archive is unpacked into a temporary folder next to ``target``, then each top-level entry is
+    renamed into ``target``. An entry that already exists there is kept as it is (it can only have got
+    there complete, by that rename), so calling this again is cheap and a run cut short is finished by
+    the next one.
+
+    Example:
+        >>> import tempfile, zipfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> with zipfile.ZipFile(d / "a.zip", "w") as z:
+        ...     z.writestr("top/x.txt", "hi")
+        ...     z.writestr("__MACOSX/top/._x.txt", "junk")
+        >>> out = safe_extract_zip(d / "a.zip", d / "out")
+        >>> (out / "top" / "x.txt").read_text(), sorted(p.name for p in out.iterdir())
+        ('hi', ['top'])
+    """
+    zip_path, target = Path(zip_path), Path(target)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"cannot read zip archive {zip_path}: {err}") from err
+    with archive:
+        members = [(info, _member_path(info, zip_path)) for info in archive.infolist()]
+        members = [(info, rel) for info, rel in members if rel is not None]
+        tops = {rel.parts[0] for _, rel in members}
+        missing = {top for top in tops if not (target / top).exists()}
+        if not missing:
+            return target
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target, prefix=f".{zip_path.name}.", suffix=".tmp"))
+        try:
+            for info, rel in members:
+                if rel.parts[0] not in missing:
+                    continue
+                out = tmp.joinpath(*rel.parts)
+                if info.is_dir():
+                    out.mkdir(parents=True, exist_ok=True)
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+            for top in sorted(missing):
+                os.replace(tmp / top, target / top)
+            _fsync_dir(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
