@@ -47,14 +47,16 @@ class FewShotDataset:
                 f"{self.name}: labels must lie in 0..{len(self.class_names) - 1} "
                 f"(one per class name), got {int(self.labels.min())}..{int(self.labels.max())}"
             )
-        order = torch.argsort(self.labels, stable=True)
-        if not torch.equal(order, torch.arange(len(order))):
+        if len(self.labels) > 1 and bool((self.labels[1:] < self.labels[:-1]).any()):  # sort only when needed
+            order = torch.argsort(self.labels, stable=True)
             self.data, self.labels = self.data[order], self.labels[order]
         self.class_counts = torch.bincount(self.labels, minlength=len(self.class_names))
         self.class_offsets = torch.cumsum(self.class_counts, 0) - self.class_counts
         empty = (self.class_counts == 0).nonzero().flatten().tolist()
         if empty:
-            raise ValueError(f"{self.name}: classes without examples: {[self.class_names[i] for i in empty[:5]]}")
+            raise ValueError(
+                f"{self.name}: classes without examples: {[self.class_names[i] for i in empty[:5]]}"
+            )
 
     @property
     def num_classes(self) -> int:
