@@ -55,3 +55,34 @@ class BatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation over the last dim, written from primitives like ``BatchNorm`` above.
+
+    ``nn.LayerNorm`` (``F.layer_norm``) with affine parameters gives a wrong second-order gradient
+    under ``torch.func.vmap`` on torch 2.13 (10-30% relative L2 off a per-task loop in float64 in our
+    checks; without affine parameters it is exact), likely the batching-rule problem of
+    pytorch/functorch#534 that also hits batch norm. This formulation is exact (tested in
+    tests/unit/models/test_layers.py and tests/conformance/test_backbones.py).
+
+    Example:
+        >>> ln = LayerNorm(4)
+        >>> y = ln(torch.randn(2, 3, 4))
+        >>> torch.allclose(ln(y), torch.nn.functional.layer_norm(y, (4,)), atol=1e-6)
+        True
+    """
+
+    def __init__(self, num_features: int, *, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, unbiased=False, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"

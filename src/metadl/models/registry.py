@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from metadl.models.attention import SelfAttentionEncoder
 from metadl.models.base import Backbone
 from metadl.models.conv4 import Conv4
 from metadl.models.mlp import MLP
+from metadl.models.resnet12 import ResNet12
+from metadl.models.rnn import gru_encoder, lstm_encoder
+from metadl.models.transformer import TransformerEncoder
 
-BACKBONES: dict[str, type[Backbone]] = {
+# name -> a Backbone class or a function building one (lstm/gru: RNNEncoder with the cell preset)
+BACKBONES: dict[str, Callable[..., Backbone]] = {
     "mlp": MLP,
     "conv4": Conv4,
+    "resnet12": ResNet12,
+    "lstm": lstm_encoder,
+    "gru": gru_encoder,
+    "attention": SelfAttentionEncoder,
+    "transformer": TransformerEncoder,
 }
 
 
