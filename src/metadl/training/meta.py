@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from metadl.algorithms.base import LearnerOutput
 from metadl.tasks.task import TaskBatch
+from metadl.training.distributed import ReducingOptimizer
 
 
 class GradientReducer(Protocol):
@@ -46,6 +47,8 @@ def meta_step(
     learner.train()
     outer_step = getattr(learner, "outer_step", None)
     if outer_step is not None:
+        if distributed is not None:  # the learner steps the optimizer itself: average the grads just before
+            optimizer = ReducingOptimizer(optimizer, learner, distributed)
         return outer_step(batch, optimizer)
     out = learner(batch)
     if not math.isfinite(out.loss.item()):

@@ -25,7 +25,7 @@ META_BATCH = 4
 
 
 def learners_to_test() -> list[str]:
-    return [name for name in ("protonet", "maml") if name in LEARNERS]
+    return [name for name in ("protonet", "maml", "reptile") if name in LEARNERS]
 
 
 def problem(name: str) -> tuple[nn.Module, TaskBatch]:
