@@ -104,8 +104,9 @@ def main() -> None:
                 )
             else:
                 print(f"learn2learn run failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
         platform.processor(),
     )
     lines = [
