@@ -6,10 +6,19 @@ from typing import Any
 
 from torch import nn
 
+from metadl.algorithms.anil import ANIL
+from metadl.algorithms.maml import FOMAML, MAML
+from metadl.algorithms.metasgd import MetaSGD
 from metadl.algorithms.protonet import ProtoNet
+from metadl.algorithms.reptile import Reptile
 
 LEARNERS: dict[str, type[nn.Module]] = {
     "protonet": ProtoNet,
+    "maml": MAML,
+    "fomaml": FOMAML,
+    "metasgd": MetaSGD,
+    "anil": ANIL,
+    "reptile": Reptile,
 }
 
 
