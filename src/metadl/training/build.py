@@ -1,0 +1,187 @@
+"""Builders: turn a validated :class:`~metadl.config.Config` into data, samplers, a learner and an optimiser.
+
+Pure functions of the config (plus the data they are given), shared by ``metadl train``, ``metadl eval``
+and the demo. Generated sinusoid tasks, which have no :class:`~metadl.data.base.FewShotDataset`, are
+handled here and nowhere else (:func:`load_split`, :func:`make_sampler`, :func:`input_shape`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from metadl.algorithms import LEARNERS, create_learner
+from metadl.config import SINUSOID, Config, OptimizerConfig
+from metadl.data import DATASETS, create_dataset
+from metadl.data.base import FewShotDataset
+from metadl.data.preprocess import Preprocessing
+from metadl.models import BACKBONES, create_backbone
+from metadl.tasks import EpisodeSampler, SinusoidSampler
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """An independent 32-bit seed per purpose (``"train"``, ``"val"``, ``"test"``, ...) from one seed.
+
+    Splits of generated tasks (sinusoids) differ only by their seed, so their streams must not coincide.
+
+    Example:
+        >>> derive_seed(0, "train") == derive_seed(0, "train") != derive_seed(0, "test")
+        True
+    """
+    return int(np.random.SeedSequence([seed, zlib.crc32(purpose.encode())]).generate_state(1)[0])
+
+
+def load_split(cfg: Config, split: str) -> FewShotDataset | None:
+    """One split of the configured dataset; ``None`` for generated sinusoid tasks.
+
+    A builder without a ``split`` argument (``image_folder``) reads the split from ``root/<split>``.
+    """
+    ds = cfg.dataset
+    if ds.name == SINUSOID:
+        return None
+    kwargs: dict[str, Any] = {k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None}
+    if "split" in inspect.signature(DATASETS[ds.name]).parameters:
+        kwargs["split"] = split
+    else:
+        kwargs["root"] = Path(kwargs["root"]) / split
+    return create_dataset(ds.name, **kwargs, **ds.options)
+
+
+def make_sampler(
+    cfg: Config,
+    split: str,
+    seed: int,
+    *,
+    dataset: FewShotDataset | None = None,
+    shape: tuple[int, int, int] | None = None,
+) -> EpisodeSampler | SinusoidSampler:
+    """Episodes of ``split`` seeded by ``(seed, split)``; ``shape`` = (ways, shots, queries), default the sampler's.
+
+    ``dataset`` saves loading the split again when the caller has it already.
+    """
+    s = cfg.sampler
+    ways, shots, queries = shape or (s.ways, s.shots, s.queries)
+    generator_seed = derive_seed(seed, split)
+    if cfg.dataset.name == SINUSOID:
+        return SinusoidSampler(k_shot=shots, n_query=queries, seed=generator_seed, **cfg.dataset.options)
+    if dataset is None:
+        dataset = load_split(cfg, split)
+    return EpisodeSampler(dataset, n_way=ways, k_shot=shots, n_query=queries, seed=generator_seed)
+
+
+def input_shape(cfg: Config, dataset: FewShotDataset | None) -> tuple[int, ...]:
+    """Shape of one example: the dataset's, or ``(1,)`` for sinusoid inputs."""
+    if cfg.dataset.name == SINUSOID:
+        return (1,)
+    assert dataset is not None
+    return tuple(dataset.x_shape)
+
+
+def is_regression(cfg: Config) -> bool:
+    return cfg.dataset.name == SINUSOID
+
+
+def backbone_kwargs(cfg: Config, x_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The backbone's arguments with the input size filled in from the data where the config leaves it out.
+
+    Images ``(C, H, W)`` give ``in_channels`` and ``image_size``; ``in_features`` is the number of input
+    values (a flattened image for an MLP). Only parameters the backbone declares are filled.
+    """
+    kwargs = dict(cfg.backbone.kwargs)
+    params = inspect.signature(BACKBONES[cfg.backbone.name]).parameters
+    derived: dict[str, Any] = {"in_features": math.prod(x_shape)}
+    if len(x_shape) == 3:
+        derived.update(in_channels=x_shape[0], image_size=x_shape[-1])
+    for key, value in derived.items():
+        if key in params and key not in kwargs and not (key == "in_features" and "vocab_size" in kwargs):
+            kwargs[key] = value
+    return kwargs
+
+
+def learner_kwargs(cfg: Config) -> dict[str, Any]:
+    """The learner's hyperparameters plus ``n_way`` (classification) or ``out_features=1`` (sinusoid)."""
+    kwargs = dict(cfg.learner.kwargs)
+    params = inspect.signature(LEARNERS[cfg.learner.name]).parameters
+    if is_regression(cfg):
+        if "out_features" in params:
+            kwargs["out_features"] = 1
+    elif "n_way" in params:
+        kwargs["n_way"] = cfg.sampler.ways
+    return kwargs
+
+
+def build_learner(cfg: Config, x_shape: tuple[int, ...]) -> nn.Module:
+    """Backbone + learner as configured (initialised from torch's global RNG: seed it first).
+
+    Example:
+        >>> from metadl.config import config_from_dict
+        >>> cfg = config_from_dict({"dataset": {"name": "sinusoid"}, "backbone": {"name": "mlp", "hidden": [40, 40]},
+        ...                         "learner": {"name": "maml", "inner_lr": 0.01}})
+        >>> learner = build_learner(cfg, (1,))  # MAML's 1-40-40-1 sinusoid network
+        >>> type(learner).__name__, sum(p.numel() for p in learner.parameters())
+        ('MAML', 1761)
+    """
+    backbone = create_backbone(cfg.backbone.name, **backbone_kwargs(cfg, x_shape))
+    return create_learner(cfg.learner.name, backbone=backbone, **learner_kwargs(cfg))
+
+
+def model_spec(cfg: Config, x_shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """What :func:`metadl.saving.save_model` needs to rebuild the learner: names plus resolved arguments."""
+    return {
+        "backbone": {"name": cfg.backbone.name, **backbone_kwargs(cfg, x_shape)},
+        "learner": {"name": cfg.learner.name, **learner_kwargs(cfg)},
+    }
+
+
+INK_DATASETS = ("omniglot", "synthetic_glyphs")  # bright strokes on a dark background
+
+
+def preprocessing_for(cfg: Config, x_shape: tuple[int, ...]) -> Preprocessing | None:
+    """How raw images must be prepared for a model trained on this data (``None`` for non-images)."""
+    if len(x_shape) != 3:
+        return None
+    channels, size = x_shape[0], x_shape[-1]
+    if cfg.dataset.name in INK_DATASETS:
+        return Preprocessing(image_size=size, channels=channels, background="dark", fit="pad", resample="box")
+    background = "dark" if cfg.dataset.options.get("invert") else None
+    return Preprocessing(image_size=size, channels=channels, background=background, resample="bilinear")
+
+
+def build_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
+
+
+def lr_factor(step: int, o: OptimizerConfig, iterations: int) -> float:
+    """Multiplier of the base learning rate at 0-based ``step``: linear warm-up, then the schedule.
+
+    Example:
+        >>> o = OptimizerConfig(schedule="cosine", warmup=2)
+        >>> [round(lr_factor(s, o, 6), 3) for s in range(6)]
+        [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]
+    """
+    if step < o.warmup:
+        return (step + 1) / o.warmup
+    after = step - o.warmup
+    if o.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * after / max(1, iterations - o.warmup)))
+    if o.schedule == "step":
+        return o.gamma ** (after // o.step_size)
+    return 1.0
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Stepped once per iteration; its state (the step count) goes into checkpoints."""
+    o, total = cfg.optimizer, cfg.train.iterations
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, o, total))

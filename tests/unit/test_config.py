@@ -1,0 +1,161 @@
+"""Configs: every shipped config loads and builds; bad keys, values and overrides fail naming what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from metadl.algorithms import LEARNERS
+from metadl.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    find_config,
+    load_config,
+    resolve_device,
+    save_config,
+)
+from metadl.data import DATASETS
+from metadl.training.build import build_learner, build_optimizer, build_scheduler, derive_seed, make_sampler
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def minimal(**sections) -> dict:
+    raw = {"dataset": {"name": "sinusoid"}, "backbone": {"name": "mlp", "hidden": [8]}, "learner": {"name": "maml"}}
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return raw
+
+
+def write(tmp_path, raw) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_shipped_configs_are_the_expected_experiments():
+    names = {p.stem for p in CONFIGS}
+    assert {"demo", "protonet_omniglot_5w1s", "maml_omniglot_5w1s", "maml_sinusoid", "metasgd_sinusoid"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_loads_and_builds_its_learner(path):
+    raw = yaml.safe_load(path.read_text())
+    missing = [n for n in (raw["learner"]["name"], raw["dataset"]["name"]) if n not in {*LEARNERS, *DATASETS, "sinusoid"}]
+    if missing:
+        pytest.skip(f"{missing} not registered yet")
+    cfg = load_config(path)
+    assert load_config(path) == cfg and config_from_dict(config_to_dict(cfg)) == cfg
+    size = cfg.dataset.image_size or 28
+    x_shape = (1,) if cfg.dataset.name == "sinusoid" else (1, size, size)
+    torch.manual_seed(0)
+    learner = build_learner(cfg, x_shape)
+    optimizer = build_optimizer(cfg, learner.parameters())
+    build_scheduler(cfg, optimizer)
+    assert sum(p.numel() for p in learner.parameters()) > 0
+    assert find_config(path.stem) == path
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (minimal(trian={"iterations": 3}), r"unknown key 'trian' \(did you mean 'train'\?\); allowed keys here: backbone, "),
+        (minimal(train={"iteration": 3}), r"unknown key 'train.iteration' \(did you mean 'iterations'\?\)"),
+        (minimal(learner={"inner_rl": 0.1}), r"unknown key 'learner.inner_rl' \(did you mean 'inner_lr'\?\); allowed keys "
+                                             r"here: .*eval_inner_steps.*first_order"),
+        (minimal(backbone={"hiden": [8]}), r"unknown key 'backbone.hiden' \(did you mean 'hidden'\?\)"),
+        (minimal(dataset={"name": "omniglot", "protocl": "lake"}), r"unknown key 'dataset.protocl'"),
+        (minimal(dataset={"root": "x"}), r"dataset.root does not apply to generated sinusoid tasks"),
+        (minimal(learner={"n_way": 5}), r"learner.n_way is set by the engine"),
+        (minimal(sampler={"ways": "five"}), r"sampler.ways = 'five' is not allowed: expected int, got str"),
+        (minimal(sampler={"ways": 0}), r"sampler.ways = 0 is not allowed: must be >= 1"),
+        (minimal(sampler={"shots": 1.5}), r"sampler.shots = 1.5 is not allowed: expected int, got float"),
+        (minimal(sampler={"shots": True}), r"sampler.shots = True is not allowed: expected int"),
+        (minimal(optimizer={"schedule": "cosin"}), r"optimizer.schedule = 'cosin' is not allowed: choose one of "
+                                                   r"\['cosine', 'none', 'step'\] \(did you mean 'cosine'\?\)"),
+        (minimal(optimizer={"lr": -1}), r"optimizer.lr = -1.0 is not allowed: must be > 0"),
+        (minimal(optimizer={"momentum": 0.9}), r"momentum applies to sgd only"),
+        (minimal(learner={"name": "mamll"}), r"learner.name = 'mamll' is not allowed: choose one of .*\(did you mean 'maml'\?\)"),
+        (minimal(learner={"first_order": "yes"}), r"learner.first_order = 'yes' is not allowed: expected bool"),
+        (minimal(learner={"inner_steps": 1.0}), r"learner.inner_steps = 1.0 is not allowed: expected int"),
+        (minimal(backbone={"name": "conv5"}), r"backbone.name = 'conv5' is not allowed: choose one of \[.*'conv4'"),
+        (minimal(device="gpu"), r"device = 'gpu' is not allowed: choose auto, cpu, cuda, cuda:N or mps"),
+        (minimal(train={"grad_clip": 0}), r"train.grad_clip = 0.0 is not allowed: must be > 0"),
+        ({"backbone": {"name": "mlp"}, "learner": {"name": "maml"}}, r"missing section 'dataset'"),
+        (minimal(dataset={"name": "image_folder"}), r"dataset.root is required for image_folder"),
+        (["not", "a", "mapping"], r"a config is a mapping"),
+    ],
+    ids=lambda v: None,
+)
+def test_bad_configs_fail_at_load_naming_key_value_and_allowed(tmp_path, raw, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(write(tmp_path, raw))
+    assert str(err.value).startswith(str(tmp_path / "c.yaml"))
+
+
+def test_overrides_are_typed_by_the_field_they_set(tmp_path):
+    path = write(tmp_path, minimal(dataset={"name": "image_folder", "root": "data"}))
+    cfg = load_config(path, ["optimizer.lr=1", "learner.inner_lr=0.1", "train.grad_clip=10", "dataset.split=2024",
+                             "learner.first_order=true", "seed=7", "dataset.val_split=null", "backbone.hidden=[4, 4]"])
+    assert cfg.optimizer.lr == 1.0 and isinstance(cfg.optimizer.lr, float)
+    assert cfg.learner.kwargs["inner_lr"] == 0.1 and cfg.learner.kwargs["first_order"] is True
+    assert cfg.train.grad_clip == 10.0 and cfg.dataset.split == "2024" and cfg.seed == 7
+    assert cfg.dataset.val_split is None and cfg.backbone.kwargs["hidden"] == [4, 4]
+    assert load_config(path, ["train.grad_clip=null"]).train.grad_clip is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learner.inner_lr", r"bad override 'learner.inner_lr': write KEY=VALUE"),
+        ("a.b.c=1", r"bad override 'a.b.c=1'"),
+        ("train.iterations=many", r"train.iterations = 'many' is not allowed: expected int"),
+        ("train.iteration=5", r"unknown key 'train.iteration' \(did you mean 'iterations'\?\)"),
+        ("learner.inner_lr=fast", r"learner.inner_lr = 'fast' is not allowed: expected float, got str"),
+        ("seed=null", r"seed = None is not allowed: a value of type int is required"),
+    ],
+)
+def test_bad_overrides_fail_naming_the_key(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, minimal()), [override])
+
+
+def test_saved_config_spells_out_defaults_and_reads_back_equal(tmp_path):
+    cfg = load_config(write(tmp_path, minimal(learner={"inner_lr": 0.05})))
+    save_config(cfg, tmp_path / "resolved.yaml")
+    text = (tmp_path / "resolved.yaml").read_text()
+    assert "checkpoint_every: 100" in text and "hidden: [8]" in text
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+def test_missing_and_invalid_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("dataset: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match=r"no shipped config of that name; shipped: \[.*'demo'"):
+        find_config("no_such_experiment")
+
+
+def test_devices_resolve_in_one_place():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available here"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="choose auto, cpu"):
+        resolve_device("tpu")
+
+
+def test_sinusoid_splits_are_independent_streams():
+    cfg = config_from_dict(minimal(sampler={"shots": 5, "queries": 5}))
+    train, test = make_sampler(cfg, "train", 0), make_sampler(cfg, "test", 0)
+    assert not torch.equal(train.sample_batch(2).support_x, test.sample_batch(2).support_x)
+    again = make_sampler(cfg, "test", 0)
+    assert torch.equal(make_sampler(cfg, "test", 0).sample_batch(3).query_y, again.sample_batch(3).query_y)
+    assert derive_seed(0, "train") != derive_seed(1, "train")

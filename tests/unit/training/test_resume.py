@@ -1,0 +1,130 @@
+"""Resuming is exact: an interrupted run (an exception, or ``kill -9`` of ``metadl train``) that is resumed
+ends with the same weights, optimiser state, metrics.csv and saved model, bit for bit, as a run that was
+never interrupted."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from engine_data import tiny_raw, write_image_tree
+
+import metadl.training.trainer as trainer
+from metadl.cli import main
+from metadl.config import config_from_dict
+from metadl.training.checkpoint import load_checkpoint
+from metadl.training.trainer import train
+
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the tests run torch single-threaded too
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same final weights, optimiser and sampler state, metrics.csv, best checkpoint and saved model."""
+    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+    for name in ("last.ckpt", "best.ckpt"):
+        ca, cb = load_checkpoint(a / name), load_checkpoint(b / name)
+        assert ca["iteration"] == cb["iteration"] and ca["best_value"] == cb["best_value"]
+        assert ca["model"].keys() == cb["model"].keys()
+        for key in ca["model"]:
+            assert torch.equal(ca["model"][key], cb["model"][key]), f"{name}: {key} differs"
+    la, lb = load_checkpoint(a / "last.ckpt"), load_checkpoint(b / "last.ckpt")
+    for sa, sb in zip(la["optimizer"]["state"].values(), lb["optimizer"]["state"].values(), strict=True):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(la["sampler"]["generator"], lb["sampler"]["generator"])
+    assert (a / "model" / "weights.safetensors").read_bytes() == (b / "model" / "weights.safetensors").read_bytes()
+
+
+def test_resume_after_an_exception_equals_an_uninterrupted_run(blobs_dataset, tmp_path, monkeypatch):
+    cfg = config_from_dict(tiny_raw(optimizer={"schedule": "cosine", "warmup": 3}))
+    quiet = {"progress": False, "log": lambda _: None}
+    train(cfg, tmp_path / "reference", **quiet)
+
+    real_step, calls = trainer.meta_step, []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 13:  # after the checkpoint of iteration 10, before the one of iteration 15
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "meta_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", **quiet)
+    monkeypatch.setattr(trainer, "meta_step", real_step)
+    assert load_checkpoint(tmp_path / "resumed" / "last.ckpt")["iteration"] == 10
+    assert len((tmp_path / "resumed" / "metrics.csv").read_text().splitlines()) == 1 + 12
+    train(None, tmp_path / "resumed", resume=True, **quiet)
+    assert_same_run(tmp_path / "reference", tmp_path / "resumed")
+
+    # Resuming a finished run changes nothing.
+    train(None, tmp_path / "resumed", resume=True, **quiet)
+    assert_same_run(tmp_path / "reference", tmp_path / "resumed")
+
+
+def image_config(tmp_path: Path, iterations: int) -> Path:
+    root = write_image_tree(tmp_path / "images")
+    raw = {
+        "seed": 3,
+        "device": "cpu",
+        "dataset": {"name": "image_folder", "root": str(root), "image_size": 8},
+        "sampler": {"ways": 3, "shots": 1, "queries": 2, "meta_batch": 2},
+        "backbone": {"name": "mlp", "hidden": [16]},
+        "learner": {"name": "protonet"},
+        "optimizer": {"name": "adam", "lr": 0.01, "schedule": "cosine", "warmup": 3},
+        "train": {"iterations": iterations, "val_every": 100, "checkpoint_every": 5, "val_episodes": 5},
+        "eval": {"episodes": 10},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def start_and_kill(config: Path, run: Path, delay: float = 0.0, resume: bool = False) -> bool:
+    """Start ``metadl train`` in a subprocess and ``kill -9`` it once a checkpoint exists (plus ``delay``).
+
+    Returns whether it was killed (False: it finished first).
+    """
+    args = ["--resume", str(run)] if resume else [str(config), "--out", str(run)]
+    proc = subprocess.Popen([sys.executable, "-m", "metadl.cli", "train", *args, "--no-progress"],
+                            env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = (run / "last.ckpt").stat().st_mtime_ns if resume else None
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (run / "last.ckpt").exists() and (run / "last.ckpt").stat().st_mtime_ns != seen:
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    proc.wait(timeout=120)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"metadl train failed: {proc.stderr.read().decode()}")
+    return proc.returncode == -signal.SIGKILL
+
+
+def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
+    config = image_config(tmp_path, iterations=300)
+    assert start_and_kill(config, tmp_path / "killed"), "the run finished before it could be killed"
+    killed_at = load_checkpoint(tmp_path / "killed" / "last.ckpt")["iteration"]
+    assert 5 <= killed_at < 300
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "reference"), "--no-progress"]) == 0
+    assert_same_run(tmp_path / "reference", tmp_path / "killed")
+
+
+@pytest.mark.slow
+def test_many_kills_at_random_moments_still_give_the_uninterrupted_run(tmp_path):
+    config = image_config(tmp_path, iterations=400)
+    rng = random.Random(0)
+    kills = [start_and_kill(config, tmp_path / "killed", delay=rng.uniform(0, 0.3), resume=i > 0) for i in range(3)]
+    assert kills[0], "the run finished before it could be killed"
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "reference"), "--no-progress"]) == 0
+    assert_same_run(tmp_path / "reference", tmp_path / "killed")
