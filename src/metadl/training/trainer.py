@@ -15,6 +15,10 @@ run killed at any moment (even ``kill -9``) and resumed ends with the same weigh
 ``metrics.csv``, bit for bit on the CPU, as a run that was never interrupted. Validation episodes are
 a fixed seeded set (the validation sampler is rewound before every validation) and never draw from
 the training streams.
+
+Data-parallel training: launched by ``torchrun`` (see :mod:`metadl.training.distributed`), every process
+draws the same meta-batch and trains on its shard of the tasks with averaged gradients; only the main
+process validates and writes the run folder.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,6 @@ from metadl.config import (
     config_from_dict,
     config_to_dict,
     load_config,
-    resolve_device,
     save_config,
 )
 from metadl.data.base import FewShotDataset
@@ -63,6 +66,7 @@ from metadl.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from metadl.training.distributed import DistributedContext
 from metadl.training.meta import NonFiniteLossError, meta_step
 from metadl.training.metrics import MetricsLog, read_metrics
 from metadl.training.plots import PLOT_FILE, plot_learning_curves
@@ -88,11 +92,9 @@ class TrainResult:
     model_dir: Path
 
 
-def prepare_run(run_dir: Path, cfg: Config | None, *, resume: bool) -> Config:
-    """Create a new run folder holding ``config.yaml``, or read the config of the run to resume.
-
-    Resuming with a config (``metadl train CONFIG --resume RUN``) requires it to equal the saved one.
-    """
+def prepare_run(run_dir: Path, cfg: Config | None, *, resume: bool, write: bool = True) -> Config:
+    """Check the run folder and return the run's config; a new run's folder and ``config.yaml`` are
+    created when ``write``. Resuming with a config requires it to equal the saved one."""
     saved = run_dir / CONFIG_FILE
     if resume:
         if not saved.is_file():
@@ -108,8 +110,9 @@ def prepare_run(run_dir: Path, cfg: Config | None, *, resume: bool) -> Config:
         raise ValueError("a new run needs a config")
     if run_dir.exists() and any((run_dir / name).exists() for name in (CONFIG_FILE, LAST, "metrics.csv")):
         raise RunFolderError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, saved)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, saved)
     return cfg
 
 
@@ -117,6 +120,51 @@ def default_run_dir(config_path: Path | None) -> Path:
     """``runs/<config name>-<date>-<time>`` under the current folder."""
     stem = config_path.stem if config_path is not None else "run"
     return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint holds: the training objects and the bookkeeping of the loop."""
+
+    cfg: Config
+    learner: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: Any
+    x_shape: tuple[int, ...]
+    metric: str
+    iteration: int = 0
+    best_value: float | None = None
+    best_iteration: int | None = None
+    metrics_rows: int = 0
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=50))
+
+    def weights(self) -> dict[str, Any]:
+        """What ``best.ckpt`` holds: enough to rebuild and evaluate the learner."""
+        return {"iteration": self.iteration, "model": self.learner.state_dict(), "x_shape": list(self.x_shape),
+                "config": config_to_dict(self.cfg), "metric": self.metric, "best_value": self.best_value,
+                "best_iteration": self.best_iteration}
+
+    def full(self) -> dict[str, Any]:
+        """What ``last.ckpt`` holds: the weights plus everything needed to continue exactly."""
+        return {**self.weights(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(), "rng": rng_state(), "metrics_rows": self.metrics_rows}
+
+    def restore(self, ckpt: dict[str, Any], source: Path) -> None:
+        if config_from_dict(ckpt["config"]) != self.cfg:
+            raise RunFolderError(f"{source} was written by a different config than the run's {CONFIG_FILE}")
+        self.learner.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        set_rng_state(ckpt["rng"])
+        self.iteration, self.metrics_rows = ckpt["iteration"], ckpt["metrics_rows"]
+        self.best_value, self.best_iteration = ckpt["best_value"], ckpt["best_iteration"]
+
+    def improves(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.metric == "mse" else value > self.best_value
 
 
 def _seed_everything(seed: int) -> None:
@@ -140,117 +188,132 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     splits: Mapping[str, FewShotDataset] | None = None,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
     """Meta-train as ``cfg`` says into ``run_dir`` (new), or continue the run in ``run_dir`` (``resume``).
 
     ``splits`` may hold datasets already loaded, by split name (the rest are loaded from the config).
+    ``distributed`` defaults to :meth:`DistributedContext.from_env` (a single process unless launched
+    by torchrun), which also resolves the device.
 
     Raises :class:`NonFiniteLossError` when the meta-loss stops being finite; the last checkpoint, the
     best checkpoint and ``metrics.csv`` then hold the state before the failing iteration.
     """
     run_dir = Path(run_dir)
-    cfg = prepare_run(run_dir, cfg, resume=resume)
-    remove_stale_temporaries(run_dir)
-    device = resolve_device(cfg.device)
-    t = cfg.train
-    metric = "mse" if is_regression(cfg) else "accuracy"
+    cfg = prepare_run(run_dir, cfg, resume=resume, write=False)
+    ctx = distributed if distributed is not None else DistributedContext.from_env(cfg.device)
+    try:
+        ctx.barrier()  # every process has checked the folder before the main one writes into it
+        if ctx.is_main:
+            if not resume:
+                prepare_run(run_dir, cfg, resume=False)
+            remove_stale_temporaries(run_dir)
+        else:
+            progress, log = False, lambda _: None
+        return _train(cfg, run_dir, ctx, resume=resume, progress=progress, log=log, splits=splits or {})
+    finally:
+        if distributed is None:
+            ctx.close()
+
+
+def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool, progress: bool,
+           log: Callable[[str], None], splits: Mapping[str, FewShotDataset]) -> TrainResult:
+    t, device, main = cfg.train, ctx.device, ctx.is_main
     _seed_everything(cfg.seed)
 
     def split(name: str) -> FewShotDataset | None:
-        given = (splits or {}).get(name)
+        given = splits.get(name)
         return given if given is not None else load_split(cfg, name)
 
     train_data = split(cfg.dataset.split)
-    validating = cfg.dataset.val_split is not None and t.val_every > 0
     x_shape = input_shape(cfg, train_data)
     learner = build_learner(cfg, x_shape).to(device)
     optimizer = build_optimizer(cfg, learner.parameters())
-    scheduler = build_scheduler(cfg, optimizer)
-    sampler = make_sampler(cfg, cfg.dataset.split, cfg.seed, dataset=train_data)
+    run = RunState(cfg, learner, optimizer, build_scheduler(cfg, optimizer),
+                   make_sampler(cfg, cfg.dataset.split, cfg.seed, dataset=train_data), x_shape,
+                   "mse" if is_regression(cfg) else "accuracy")
+    validating = main and cfg.dataset.val_split is not None and t.val_every > 0
     if validating:
         val_split = cfg.dataset.val_split
         val_sampler = make_sampler(cfg, val_split, cfg.seed, dataset=split(val_split), shape=cfg.eval_shape())
         val_start = val_sampler.state_dict()
-
-    start, rows, best_value, best_iteration = 0, 0, None, None
     if resume and (run_dir / LAST).exists():
-        ckpt = load_checkpoint(run_dir / LAST)
-        if config_from_dict(ckpt["config"]) != cfg:
-            raise RunFolderError(f"{run_dir / LAST} was written by a different config than {run_dir / CONFIG_FILE}")
-        learner.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        sampler.load_state_dict(ckpt["sampler"])
-        set_rng_state(ckpt["rng"])
-        start, rows = ckpt["iteration"], ckpt["metrics_rows"]
-        best_value, best_iteration = ckpt["best_value"], ckpt["best_iteration"]
-        log(f"resuming {run_dir} at iteration {start} of {t.iterations}")
+        run.restore(load_checkpoint(run_dir / LAST), run_dir / LAST)
+        log(f"resuming {run_dir} at iteration {run.iteration} of {t.iterations}")
     elif resume:
         log(f"{run_dir} has no checkpoint yet; starting it from iteration 0")
-    metrics = MetricsLog(run_dir, ["iteration", "lr", "loss", metric, f"val_{metric}", "val_ci95"], keep_rows=rows)
-
-    def state(iteration: int, with_training_state: bool) -> dict[str, Any]:
-        out = {"iteration": iteration, "model": learner.state_dict(), "x_shape": list(x_shape),
-               "config": config_to_dict(cfg), "metric": metric, "best_value": best_value, "best_iteration": best_iteration}
-        if with_training_state:
-            out.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), sampler=sampler.state_dict(),
-                       rng=rng_state(), metrics_rows=metrics.rows)
-        return out
-
-    better = (lambda a, b: a < b) if metric == "mse" else (lambda a, b: a > b)
-    recent: deque[tuple[float, float]] = deque(maxlen=50)
-    bar = tqdm(total=t.iterations, initial=start, desc="meta-train", disable=not progress, dynamic_ncols=True)
-    it = start
+    ctx.broadcast_parameters(learner)
+    metric = run.metric
+    metrics = MetricsLog(run_dir, ["iteration", "lr", "loss", metric, f"val_{metric}", "val_ci95"],
+                         keep_rows=run.metrics_rows) if main else None
+    bar = tqdm(total=t.iterations, initial=run.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True)
+    it = run.iteration + 1
     try:
-        for it in range(start + 1, t.iterations + 1):
-            batch = sampler.sample_batch(cfg.sampler.meta_batch).to(device)
+        while run.iteration < t.iterations:
+            it = run.iteration + 1
+            batch = ctx.shard(run.sampler.sample_batch(cfg.sampler.meta_batch)).to(device)
             lr = optimizer.param_groups[0]["lr"]
-            out = meta_step(learner, batch, optimizer, grad_clip=t.grad_clip)
-            loss = out.loss.item()
+            out = meta_step(learner, batch, optimizer, grad_clip=t.grad_clip, distributed=ctx)
+            loss = ctx.reduce_mean(out.loss.item())
             if not math.isfinite(loss):  # learners with their own outer step (Reptile) are checked here
                 raise NonFiniteLossError(f"meta-loss is {loss}")
-            scheduler.step()
-            row: dict[str, Any] = {"iteration": it, "lr": lr, "loss": loss, metric: float(out.per_task_metric.mean())}
-            recent.append((loss, row[metric]))
+            run.scheduler.step()
+            run.iteration = it
+            row: dict[str, Any] = {"iteration": it, "lr": lr, "loss": loss,
+                                   metric: ctx.reduce_mean(float(out.per_task_metric.mean()))}
+            run.recent.append((loss, row[metric]))
             validated = validating and (it % t.val_every == 0 or it == t.iterations)
             if validated:
                 result = _validate(learner, val_sampler, val_start, t.val_episodes, device)
                 row[f"val_{metric}"], row["val_ci95"] = result.mean, result.ci95
-                if best_value is None or better(result.mean, best_value):
-                    best_value, best_iteration = result.mean, it
-                    save_checkpoint(run_dir / BEST, state(it, with_training_state=False))
-            metrics.append(row)
-            if (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations:
-                if not all(bool(p.isfinite().all()) for p in learner.parameters()):
-                    raise NonFiniteLossError(f"the parameters are no longer finite after a meta-loss of {loss}")
-                metrics.sync()
-                save_checkpoint(run_dir / LAST, state(it, with_training_state=True))
-            if validated:
-                plot_learning_curves(read_metrics(metrics.path), run_dir / PLOT_FILE, title=str(run_dir.name))
+                if run.improves(result.mean):
+                    run.best_value, run.best_iteration = result.mean, it
+                    save_checkpoint(run_dir / BEST, run.weights())
+            if metrics is not None:
+                metrics.append(row)
+                run.metrics_rows = metrics.rows
+                if (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations:
+                    if not all(bool(p.isfinite().all()) for p in learner.parameters()):
+                        raise NonFiniteLossError(f"the parameters are no longer finite after a meta-loss of {loss}")
+                    metrics.sync()
+                    save_checkpoint(run_dir / LAST, run.full())
+                if validated:
+                    plot_learning_curves(read_metrics(metrics.path), run_dir / PLOT_FILE, title=run_dir.name)
             bar.update(1)
             if progress:
-                postfix = {"loss": f"{np.mean([r[0] for r in recent]):.3f}", metric[:3]: f"{np.mean([r[1] for r in recent]):.3f}"}
-                if best_value is not None:
-                    postfix[f"best val {metric[:3]}"] = f"{best_value:.3f}"
-                bar.set_postfix(postfix, refresh=False)
+                bar.set_postfix(_postfix(run), refresh=False)
     except NonFiniteLossError as err:
-        metrics.sync()
-        where = f"{run_dir / LAST} (iteration {load_checkpoint(run_dir / LAST)['iteration']})" if (run_dir / LAST).exists() \
-            else "none (no checkpoint was written yet)"
+        if metrics is not None:
+            metrics.sync()
+        last = f"{run_dir / LAST} (iteration {load_checkpoint(run_dir / LAST)['iteration']})" \
+            if (run_dir / LAST).exists() else "none (no checkpoint was written yet)"
         raise NonFiniteLossError(
-            f"stopped at iteration {it}: {err}. The last good checkpoint is {where}; start again with the fix, "
-            f"or retry from that checkpoint with --resume {run_dir}"
+            f"stopped at iteration {it}: {err}. The last good checkpoint is {last}; start again with "
+            f"the fix, or retry from that checkpoint with --resume {run_dir}"
         ) from None
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         bar.close()
 
-    plot_learning_curves(read_metrics(metrics.path), run_dir / PLOT_FILE, title=str(run_dir.name))
-    if best_iteration is not None:
-        learner.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-        log(f"best validation {metric} {best_value:.4f} at iteration {best_iteration}; saving those weights")
-    model_dir = _save_for_use(cfg, learner, x_shape, run_dir, best_iteration, best_value, metric)
-    return TrainResult(run_dir, learner, t.iterations, metric, best_value, best_iteration, model_dir)
+    ctx.barrier()
+    model_dir = run_dir / MODEL_DIR
+    if main:
+        plot_learning_curves(read_metrics(run_dir / "metrics.csv"), run_dir / PLOT_FILE, title=run_dir.name)
+        if run.best_iteration is not None:
+            learner.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+            log(f"best validation {metric} {run.best_value:.4f} at iteration {run.best_iteration}; saving those weights")
+        model_dir = _save_for_use(cfg, learner, x_shape, run_dir, run.best_iteration, run.best_value, metric)
+    return TrainResult(run_dir, learner, t.iterations, metric, run.best_value, run.best_iteration, model_dir)
+
+
+def _postfix(run: RunState) -> dict[str, str]:
+    """Progress-bar figures: running means over the last 50 iterations and the best validation score."""
+    short = run.metric[:3]
+    out = {"loss": f"{np.mean([r[0] for r in run.recent]):.3f}", short: f"{np.mean([r[1] for r in run.recent]):.3f}"}
+    if run.best_value is not None:
+        out[f"best val {short}"] = f"{run.best_value:.3f}"
+    return out
 
 
 def _save_for_use(cfg: Config, learner: nn.Module, x_shape: tuple[int, ...], run_dir: Path,

@@ -21,6 +21,7 @@ import metadl.training.trainer as trainer
 from metadl.cli import main
 from metadl.config import config_from_dict
 from metadl.training.checkpoint import load_checkpoint
+from metadl.training.metrics import read_metrics
 from metadl.training.trainer import train
 
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the tests run torch single-threaded too
@@ -128,3 +129,26 @@ def test_many_kills_at_random_moments_still_give_the_uninterrupted_run(tmp_path)
     assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "reference"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "reference", tmp_path / "killed")
+
+
+def test_two_process_data_parallel_run_matches_one_process(tmp_path):
+    """``torchrun -m metadl.cli train``: 2 Gloo processes, one shard of the meta-batch each, the main one
+    writing the run folder; the result matches a single-process run up to float summation order. (SGD: Adam's
+    first steps are about lr * sign(grad), so gradient entries at rounding-noise level would flip whole steps.)"""
+    config = image_config(tmp_path, iterations=20)
+    sgd = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.2"]
+    env = {k: v for k, v in SUBPROCESS_ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--master_addr",
+         "127.0.0.1", "-m", "metadl.cli", "train", str(config), "--out", str(tmp_path / "ddp"), "--no-progress", *sgd],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("run folder") == 2  # both processes finish; only rank 0 logs the rest
+    assert main(["train", str(config), "--out", str(tmp_path / "one"), "--no-progress", *sgd]) == 0
+    ddp, one = (load_checkpoint(tmp_path / name / "last.ckpt") for name in ("ddp", "one"))
+    assert ddp["iteration"] == one["iteration"] == 20
+    for key, value in one["model"].items():
+        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    rows = [read_metrics(tmp_path / name / "metrics.csv") for name in ("ddp", "one")]
+    assert [r["loss"] for r in rows[0]] == pytest.approx([r["loss"] for r in rows[1]], rel=1e-4, abs=1e-6)

@@ -120,3 +120,39 @@ def test_cli_exits_non_zero_on_a_non_finite_loss(blobs_dataset, tmp_path, monkey
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "stopped at iteration 7: meta-loss is nan" in err and "last.ckpt (iteration 5)" in err
+
+
+class RecordingWriter:
+    """Stands in for tensorboard's SummaryWriter (the optional package is not a test dependency)."""
+
+    def __init__(self, log_dir: str, purge_step: int) -> None:
+        self.log_dir, self.purge_step, self.scalars = log_dir, purge_step, []
+        WRITERS.append(self)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+WRITERS: list[RecordingWriter] = []
+
+
+def test_tensorboard_gets_every_row_and_resumes_purging_redone_steps(blobs_dataset, tmp_path, monkeypatch):
+    import metadl.training.metrics as metrics_module
+
+    WRITERS.clear()
+    monkeypatch.setattr(metrics_module, "_open_tensorboard", lambda folder, purge_step: RecordingWriter(str(folder), purge_step))
+    cfg = config_from_dict(tiny_raw(train={"iterations": 10, "val_every": 5, "checkpoint_every": 5}))
+    train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
+    writer = WRITERS[-1]
+    assert writer.log_dir == str(tmp_path / "run" / "tensorboard") and writer.purge_step == 1
+    tags = {tag for tag, _, _ in writer.scalars}
+    assert tags == {"train/lr", "train/loss", "train/accuracy", "val/accuracy", "val/ci95"}
+    assert sorted(step for tag, _, step in writer.scalars if tag == "val/accuracy") == [5, 10]
+    train(None, tmp_path / "run", resume=True, progress=False, log=lambda _: None)
+    assert WRITERS[-1].purge_step == 11  # a resumed run's writer drops events logged after its checkpoint
