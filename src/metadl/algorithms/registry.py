@@ -7,13 +7,25 @@ from typing import Any
 from torch import nn
 
 from metadl.algorithms.anil import ANIL
+from metadl.algorithms.logreg import LogRegHead
 from metadl.algorithms.maml import FOMAML, MAML
+from metadl.algorithms.matchingnet import MatchingNet
 from metadl.algorithms.metasgd import MetaSGD
 from metadl.algorithms.protonet import ProtoNet
+from metadl.algorithms.randomforest import RandomForestHead
+from metadl.algorithms.relationnet import RelationNet
 from metadl.algorithms.reptile import Reptile
+from metadl.algorithms.ridge import R2D2
+from metadl.algorithms.svm import MetaSVM
 
 LEARNERS: dict[str, type[nn.Module]] = {
     "protonet": ProtoNet,
+    "matchingnet": MatchingNet,
+    "relationnet": RelationNet,
+    "svm": MetaSVM,
+    "ridge": R2D2,
+    "logreg": LogRegHead,
+    "randomforest": RandomForestHead,
     "maml": MAML,
     "fomaml": FOMAML,
     "metasgd": MetaSGD,
