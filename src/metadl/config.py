@@ -222,9 +222,33 @@ def _build_section(cls: type, raw: Any, prefix: str, extra: str | None = None) -
     return cls(**values)
 
 
+_SIMPLE = (bool, int, float, str)
+
+
+def _param_kind(param: inspect.Parameter) -> tuple[type | None, bool]:
+    """``(kind, optional)`` of a constructor argument from its annotation (``float | None`` -> float,
+    optional), else from its default; ``kind`` is None when it is not a plain bool/int/float/str."""
+    hint = param.annotation
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if hint in _SIMPLE:
+        return hint, param.default is None
+    if len(args) == 1 and args[0] in _SIMPLE and type(None) in typing.get_args(hint):
+        return args[0], True
+    if hint is inspect.Parameter.empty and isinstance(param.default, _SIMPLE):
+        return type(param.default), False
+    return None, param.default is None
+
+
+def _signature(builder: Any) -> inspect.Signature:
+    try:
+        return inspect.signature(builder, eval_str=True)
+    except (NameError, TypeError):  # an annotation that only exists for type checkers
+        return inspect.signature(builder)
+
+
 def _check_kwargs(prefix: str, builder: Any, kwargs: dict[str, Any], reserved: tuple[str, ...]) -> dict[str, Any]:
-    """Names in ``kwargs`` must be parameters of ``builder``; values must match the defaults' types."""
-    params = inspect.signature(builder).parameters
+    """Names in ``kwargs`` must be parameters of ``builder``; values must match their annotated types."""
+    params = _signature(builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD and n not in reserved]
     out = {}
@@ -233,9 +257,8 @@ def _check_kwargs(prefix: str, builder: Any, kwargs: dict[str, Any], reserved: t
             raise ConfigError(f"{prefix}.{key} is set by the engine (from the data or the sampler section); remove it")
         if key not in params and not takes_any:
             _unknown(f"{prefix}.{key}", allowed)
-        default = params[key].default if key in params else inspect.Parameter.empty
-        kind = type(default) if isinstance(default, bool | int | float | str) else None
-        out[key] = _coerce(f"{prefix}.{key}", value, kind, optional=default is None)
+        kind, optional = _param_kind(params[key]) if key in params else (None, True)
+        out[key] = _coerce(f"{prefix}.{key}", value, kind, optional=optional)
     return out
 
 

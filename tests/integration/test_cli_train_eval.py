@@ -95,3 +95,18 @@ def test_cli_errors_name_the_problem(trained_run, capsys, tmp_path):
     assert "holds no best.ckpt or last.ckpt" in capsys.readouterr().err
     assert main(["eval", str(run), "--split", "nope", "--no-progress"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_a_saved_model_without_a_recorded_config_is_evaluated_on_given_data(trained_run, capsys, tmp_path):
+    import metadl
+
+    run, config = trained_run
+    model = metadl.load(run / "model")
+    metadl.save_model(tmp_path / "bare", model.learner, spec=model.spec)  # no metadata, no preprocessing
+    assert main(["eval", str(tmp_path / "bare"), "--json", "--episodes", "20", "--no-progress"]) == 2
+    assert "records no training config; pass --config" in capsys.readouterr().err
+    reports = []
+    for target in (run / "model", tmp_path / "bare"):
+        assert main(["eval", str(target), "--config", str(config), "--json", "--episodes", "20", "--no-progress"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0]["mean"] == reports[1]["mean"] and reports[0]["queries"] == 3

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from metadl.config import (
+    LEARNER_DERIVED,
     Config,
     ConfigError,
     apply_overrides,
@@ -64,26 +65,36 @@ def load_for_eval(
     from metadl.training.trainer import load_trained
 
     target = Path(target)
+    size_hint = None
     if (target / "metadl.json").is_file() or target.name == "metadl.json":
         from metadl.saving import load
 
         model = load(target)
-        learner, stored, info = model.learner, model.metadata.get("config"), {"model": str(model.path)}
+        learner, info = model.learner, {"model": str(model.path)}
+        stored = model.metadata.get("config") or _sections_from_spec(model.spec)
+        if model.preprocessing is not None:
+            size_hint = model.preprocessing.image_size[0]
     else:
         cfg, learner, info = load_trained(target, checkpoint=checkpoint)
         stored = config_to_dict(cfg)
-    raw: dict[str, Any] | None = stored
+    raw = dict(stored)
     if config is not None:
         given = config_to_dict(load_config(config))
         # The learner is already built: take the data and the evaluation protocol from the given config.
-        raw = {**(stored or given), **{k: given[k] for k in ("dataset", "sampler", "eval", "device")}}
+        raw.update({k: given[k] for k in ("dataset", "sampler", "eval", "device")})
     if dataset is not None:
-        size = (raw or {}).get("dataset", {}).get("image_size")
-        raw = {**(raw or {}), "dataset": {"name": dataset, **({"image_size": size} if size else {})}}
-    if raw is None:
+        size = raw.get("dataset", {}).get("image_size") or size_hint
+        raw["dataset"] = {"name": dataset, **({"image_size": size} if size else {})}
+    if "dataset" not in raw:
         raise ConfigError(f"{target} records no training config; pass --config (or --dataset) to say what to evaluate on")
     cfg = config_from_dict(apply_overrides(raw, overrides), source="evaluation settings")
     return cfg, learner, info
+
+
+def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Backbone and learner sections for a saved model that records no config (its data must be given)."""
+    learner = {k: v for k, v in spec["learner"].items() if k not in LEARNER_DERIVED}
+    return {"backbone": dict(spec["backbone"]), "learner": learner}
 
 
 def eval_report(cfg: Config, result: EvalResult, info: dict[str, Any]) -> dict[str, Any]:
