@@ -13,10 +13,12 @@ from typing import Any
 from metadl.data.base import FewShotDataset
 from metadl.data.image_folder import image_folder
 from metadl.data.omniglot import omniglot
+from metadl.data.synthetic import synthetic_glyphs
 
 DATASETS: dict[str, Callable[..., FewShotDataset]] = {
     "omniglot": omniglot,
     "image_folder": image_folder,
+    "synthetic_glyphs": synthetic_glyphs,
 }
 
 
