@@ -156,3 +156,18 @@ def test_tensorboard_gets_every_row_and_resumes_purging_redone_steps(blobs_datas
     assert sorted(step for tag, _, step in writer.scalars if tag == "val/accuracy") == [5, 10]
     train(None, tmp_path / "run", resume=True, progress=False, log=lambda _: None)
     assert WRITERS[-1].purge_step == 11  # a resumed run's writer drops events logged after its checkpoint
+
+
+def test_gradient_clipping_bounds_every_update(blobs_dataset, tmp_path):
+    from metadl.training.build import build_learner
+
+    raw = tiny_raw(optimizer={"name": "sgd", "lr": 1.0}, train={"iterations": 1, "val_every": 0, "grad_clip": 1e-3})
+    cfg = config_from_dict(raw)
+    torch.manual_seed(cfg.seed)
+    start = torch.nn.utils.parameters_to_vector(build_learner(cfg, (8,)).parameters())
+    result = train(cfg, tmp_path / "clipped", progress=False, log=lambda _: None)
+    moved = torch.nn.utils.parameters_to_vector(result.learner.parameters()) - start
+    assert 0 < moved.norm() <= 1e-3 * (1 + 1e-5)  # one SGD step of lr 1 on a gradient clipped to norm 1e-3
+    unclipped = train(config_from_dict({**raw, "train": {**raw["train"], "grad_clip": None}}), tmp_path / "free",
+                      progress=False, log=lambda _: None)
+    assert (torch.nn.utils.parameters_to_vector(unclipped.learner.parameters()) - start).norm() > 1e-2
