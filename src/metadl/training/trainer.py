@@ -269,12 +269,13 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
                 if run.improves(result.mean):
                     run.best_value, run.best_iteration = result.mean, it
                     save_checkpoint(run_dir / BEST, run.weights())
+            checkpointing = (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations
+            if checkpointing and not all(bool(p.isfinite().all()) for p in learner.parameters()):
+                raise NonFiniteLossError(f"the parameters are no longer finite after a meta-loss of {loss}")
             if metrics is not None:
                 metrics.append(row)
                 run.metrics_rows = metrics.rows
-                if (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations:
-                    if not all(bool(p.isfinite().all()) for p in learner.parameters()):
-                        raise NonFiniteLossError(f"the parameters are no longer finite after a meta-loss of {loss}")
+                if checkpointing:
                     metrics.sync()
                     save_checkpoint(run_dir / LAST, run.full())
                 if validated:
