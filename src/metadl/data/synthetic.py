@@ -51,13 +51,13 @@ class GlyphStyle:
         width: (min, max) pen width in pixels at image size 28 (scaled with the image).
     """
 
-    jitter: float = 0.06
-    stroke_shift: float = 0.04
-    rotation: float = 10.0
-    scale: float = 0.08
-    aspect: float = 0.08
-    shear: float = 0.12
-    translation: float = 0.08
+    jitter: float = 0.14
+    stroke_shift: float = 0.08
+    rotation: float = 15.0
+    scale: float = 0.12
+    aspect: float = 0.12
+    shear: float = 0.2
+    translation: float = 0.12
     width: tuple[float, float] = (1.4, 2.6)
 
 
@@ -197,7 +197,8 @@ def render(ctrl: Tensor, mask: Tensor, width: Tensor, image_size: int, *, chunk:
     reach = int(math.ceil(float(width.max()) / 2 + 0.5))
     offsets = torch.arange(-reach + 1, reach + 1)  # pixels past these are farther than the pen reaches
     oy, ox = (o.reshape(-1) for o in torch.meshgrid(offsets, offsets, indexing="ij"))  # (W,)
-    side = s + 2 * reach
+    pad = 2 * reach  # a point clamped to [-reach, s - 1 + reach] has its window within the padding
+    side = s + 2 * pad
     out = torch.empty(len(ctrl), s, s, dtype=torch.uint8)
     for lo in range(0, len(ctrl), chunk):
         m = mask[lo : lo + chunk]
@@ -212,17 +213,17 @@ def render(ctrl: Tensor, mask: Tensor, width: Tensor, image_size: int, *, chunk:
         basis = torch.stack([u**3, 3 * u**2 * t, 3 * u * t**2, t**3], -1)  # (P, 4)
         p = torch.einsum("pk,pkd->pd", basis, seg[seg_of_pt])  # (P, 2) sample points, (x, y) px
         img = img_of_seg[seg_of_pt]  # (P,)
-        # Splat onto a canvas padded by `reach`, so no window leaves it (points far off-canvas are
-        # clamped to its rim, from where they reach no visible pixel).
-        p = p.clamp(-reach, s - 1 + reach) + reach
+        # Points off the image are clamped to `reach` px outside it, from where their ink reaches no
+        # visible pixel; the canvas is padded so that no window leaves it.
+        p = p.clamp(-reach, s - 1 + reach) + pad
         base = p.floor()
-        rel = base - p  # (P, 2) the window's corner pixel relative to the point
+        rel = base - p  # (P, 2) pixel `base` minus the point; + (ox, oy) gives each window pixel
         d = torch.hypot(rel[:, :1] + ox, rel[:, 1:] + oy)  # (P, W)
         ink = ((width[lo : lo + chunk] / 2 + 0.5)[img].unsqueeze(1) - d).clamp_(0, 1)
         base = base.long()
         flat = (img * (side * side) + base[:, 1] * side + base[:, 0]).unsqueeze(1) + (oy * side + ox)
         canvas = torch.zeros(n_img * side * side)
         canvas.scatter_reduce_(0, flat.reshape(-1), ink.reshape(-1), reduce="amax")
-        canvas = canvas.view(n_img, side, side)[:, reach : reach + s, reach : reach + s]
+        canvas = canvas.view(n_img, side, side)[:, pad : pad + s, pad : pad + s]
         out[lo : lo + chunk] = (canvas * 255).round_().to(torch.uint8)
     return out

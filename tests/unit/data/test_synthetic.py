@@ -22,7 +22,7 @@ def test_shapes_dtype_range(test_split) -> None:
     x = ds.data.float() / 255
     assert x.amax(dim=(1, 2, 3)).min() == 1.0  # every image has fully inked pixels
     ink = x.mean(dim=(1, 2, 3))
-    assert float(ink.min()) > 0.03 and float(ink.max()) < 0.35  # strokes on a dark background
+    assert float(ink.min()) > 0.01 and float(ink.max()) < 0.35  # strokes on a dark background
     assert ((x > 0) & (x < 1)).any(), "edges should be anti-aliased, not binary"
     assert x[:, :, 0].sum() + x[:, :, -1].sum() < x.sum() * 0.02  # glyphs sit inside the frame
     gathered = ds.gather(torch.tensor([0, 1]))
@@ -55,6 +55,18 @@ def test_render_horizontal_stroke_closed_form() -> None:
     assert (img[:, :6] == 0).all() and (img[:, 22:] == 0).all()
 
 
+def test_render_strokes_leaving_the_image() -> None:
+    """Off-image parts are cut cleanly: no ink from a stroke far outside, the same inside pixels as unclipped."""
+    far = torch.tensor([[-3.0, -3.0], [-2.5, -3.2], [-2.2, -2.8], [-2.0, -2.0]])  # wholly above-left
+    across = torch.tensor([[0.0, 0.0], [-0.8, 0.1], [-1.6, 0.2], [-2.4, 0.3]])  # leaves on the left
+    ctrl = torch.stack([torch.stack([far, across]), torch.stack([across, far])])  # (2, 2, 4, 2)
+    imgs = render(ctrl, torch.tensor([[True, False], [False, True]]), torch.tensor([2.6, 2.6]), 28)
+    assert (imgs[0] == 0).all() and (imgs[1] == 0).all()
+    both = render(ctrl, torch.tensor([[True, True], [True, False]]), torch.tensor([2.6, 2.6]), 28)
+    assert int(both[0].int().sum()) > 0 and torch.equal(both[0], both[1])  # `far` adds nothing
+    assert both[0][:, 0].any()  # the stroke reaches the left border
+
+
 def test_same_seed_same_bytes_other_seed_differs() -> None:
     a = synthetic_glyphs("train", num_classes=6, examples_per_class=4, seed=3)
     b = synthetic_glyphs("train", num_classes=6, examples_per_class=4, seed=3)
@@ -85,7 +97,7 @@ def test_same_class_more_alike_than_other_classes_but_not_trivially(test_split) 
     batch = EpisodeSampler(test_split, n_way=5, k_shot=1, n_query=5, seed=0).sample_batch(400)
     dist = torch.cdist(batch.query_x.flatten(2), batch.support_x.flatten(2))  # (T, 25, 5)
     accuracy = float((dist.argmin(-1) == batch.query_y).float().mean())
-    assert 0.3 < accuracy < 0.85, accuracy
+    assert 0.28 < accuracy < 0.7, accuracy
 
 
 @pytest.mark.parametrize(
