@@ -1,0 +1,47 @@
+"""The CLI end to end: help, list, and a shortened demo."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from metadl.cli import build_parser, main
+
+
+def test_console_script_help_lists_every_subcommand():
+    out = subprocess.run(
+        [sys.executable, "-m", "metadl.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("demo", "list"):
+        assert name in out
+
+
+@pytest.mark.parametrize("command", sorted(build_parser()._subparsers._group_actions[0].choices))
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert len(capsys.readouterr().out) > 100
+
+
+def test_list_shows_registries(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^datasets: .*synthetic_glyphs", out, re.M)
+    assert re.search(r"^backbones: .*conv4", out, re.M)
+    assert re.search(r"^learners: .*protonet", out, re.M)
+
+
+def test_short_demo_prints_accuracy_with_interval(capsys):
+    assert main(["demo", "--iterations", "3", "--episodes", "20", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"5-way 1-shot on held-out classes: accuracy \d+\.\d\d% ± \d+\.\d\d% over 20 episodes", out
+    )
+
+
+def test_bad_argument_is_rejected_clearly(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--iterations", "0"])
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
