@@ -149,7 +149,10 @@ def preprocessing_for(cfg: Config, x_shape: tuple[int, ...]) -> Preprocessing | 
         return None
     channels, size = x_shape[0], x_shape[-1]
     if cfg.dataset.name in INK_DATASETS:
-        return Preprocessing(image_size=size, channels=channels, background="dark", fit="pad", resample="box")
+        # Same filter as the Omniglot loader (bilinear unless the config chose another), so a raw PNG
+        # given to `metadl predict` becomes what the model saw in training.
+        resample = cfg.dataset.options.get("resample", "bilinear")
+        return Preprocessing(image_size=size, channels=channels, background="dark", fit="pad", resample=resample)
     background = "dark" if cfg.dataset.options.get("invert") else None
     return Preprocessing(image_size=size, channels=channels, background=background, resample="bilinear")
 
