@@ -19,7 +19,8 @@ backward operators, and the batch-norm backward rule is wrong for second-order u
 was 1.6% (float32) and 2.1% (float64) off a per-task loop on torch 2.13. Here backward and double
 backward run on the ordinary (already batched) graph, which agrees with the per-task loop to 1e-15 in
 float64 with either batch norm, at the same speed. Backbones must still use ``metadl.models.BatchNorm``
-(:func:`check_batch_norm`): torch's layer updates running statistics in place, which vmap cannot do.
+(:func:`check_batch_norm` refuses torch's, :func:`convert_batch_norm` swaps it): torch's layer updates
+running statistics in place, which vmap cannot do per task.
 
 Batch norm always normalises with the statistics of the batch it sees (the MAML convention; running
 statistics are never used). ``transductive=True`` (default): a task's query set is one batch.
@@ -56,9 +57,9 @@ def check_batch_norm(module: nn.Module) -> None:
         if isinstance(sub, nn.modules.batchnorm._BatchNorm):
             raise ValueError(
                 f"backbone layer {name!r} is {type(sub).__name__}; gradient-based learners run each task "
-                "as its own batch under torch.func.vmap, where torch's batch norm cannot update running "
-                "statistics in place and its backward batching rule is wrong (pytorch/functorch#534). "
-                "Build the backbone with metadl.models.BatchNorm, or convert it first: "
+                "as its own batch under torch.func.vmap, where torch's batch norm cannot update its running "
+                "statistics in place (and under vmap(grad) its second-order gradient is wrong, "
+                "pytorch/functorch#534). Build the backbone with metadl.models.BatchNorm, or convert it: "
                 "backbone = metadl.algorithms.convert_batch_norm(backbone)"
             )
 

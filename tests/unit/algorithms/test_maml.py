@@ -133,6 +133,12 @@ def test_regression_meta_gradient_matches_loop():
     assert rel_err(grads_of(out.loss, params.values()), grads_of(ref, params.values())) < 1e-10
 
 
+def test_regression_targets_must_match_the_head():
+    maml = create_learner("maml", backbone=create_backbone("mlp", in_features=1, hidden=[4]), n_way=3).double()
+    with pytest.raises(ValueError, match="out_features=1"):
+        maml(regression_batch())
+
+
 def test_eval_inner_steps_are_used_in_eval_mode_and_adapt():
     maml = make("maml", small_mlp(), inner_steps=1, eval_inner_steps=3)
     batch = vector_batch()
