@@ -12,11 +12,12 @@ lies on a scaled simplex::
 
 and ``W = alpha^T X``. The solver is batched over tasks (no Python loop over tasks):
 
-1. a few dozen accelerated projected-gradient (FISTA, adaptive restart) steps find the active set
-   ``{beta_nk = 0}`` approximately;
-2. the equality-constrained QP on the free entries is solved exactly (one batched linear solve per
-   class plus an S x S Schur complement for the simplex constraints), its KKT conditions are checked,
-   and wrong active-set guesses are corrected by primal-dual active-set steps;
+1. accelerated projected-gradient steps (FISTA with adaptive restart; 100 by default) approach the
+   optimum and give a guess of the active set ``{beta_nk = 0}``;
+2. the equality-constrained QP on the free entries is solved exactly (one batched Cholesky solve per
+   class plus an S x S Schur complement for the simplex equalities), its KKT conditions are checked,
+   and wrong guesses are corrected by a few primal-dual active-set steps; tasks still uncertified get
+   twice as many projected-gradient steps and a new guess, up to ``max_iter``;
 3. the final exact solve is repeated with gradients on: with the active set fixed it *is* the solution
    map near the optimum, so back-propagating through ``torch.linalg.solve`` gives the exact implicit
    gradient of the KKT conditions (no unrolling, no QP package).
@@ -77,9 +78,12 @@ def _solve_free(K: Tensor, Y: Tensor, C: float, free: Tensor) -> tuple[Tensor, T
     eye = torch.eye(K.shape[-1], dtype=dtype, device=K.device)
     blocks = f.unsqueeze(-1) * f.unsqueeze(-2) * K.unsqueeze(1) + eye * (1 - f).unsqueeze(-1)  # (T, N, S, S)
     b = f * (C * K @ Y - Y).transpose(1, 2)  # (T, N, S): stationarity K beta - nu = C K Y - Y on free entries
-    sol, info = torch.linalg.solve_ex(blocks, torch.cat([b.unsqueeze(-1), torch.diag_embed(f)], -1))
+    # Each block is SPD when K is (masked rows and columns are identity): one Cholesky factor per block.
+    chol, info = torch.linalg.cholesky_ex(blocks)
+    sol = torch.cholesky_solve(torch.cat([b.unsqueeze(-1), torch.diag_embed(f)], -1), chol)
     x, z = sol[..., 0], sol[..., 1:]  # beta_k = x_k + Z_k nu
-    nu, info2 = torch.linalg.solve_ex(z.sum(1), C - x.sum(1))  # Schur complement of the simplex equalities
+    schur, info2 = torch.linalg.cholesky_ex(z.sum(1))  # Schur complement of the simplex equalities (SPD)
+    nu = torch.cholesky_solve((C - x.sum(1)).unsqueeze(-1), schur).squeeze(-1)
     beta = (x + (z @ nu.unsqueeze(1).unsqueeze(-1)).squeeze(-1)).transpose(1, 2)
     mu = K @ (beta - C * Y) + Y - nu.unsqueeze(-1)
     tol = torch.finfo(dtype).eps ** 0.5
@@ -94,7 +98,7 @@ def _solve_free(K: Tensor, Y: Tensor, C: float, free: Tensor) -> tuple[Tensor, T
 
 
 def crammer_singer_dual(
-    K: Tensor, Y: Tensor, C: float, *, warm_iter: int = 30, active_set_steps: int = 10, max_iter: int = 2000
+    K: Tensor, Y: Tensor, C: float, *, warm_iter: int = 100, active_set_steps: int = 4, max_iter: int = 5000
 ) -> Tensor:
     """Dual solution ``alpha`` (T, S, N) of the Crammer-Singer SVM for kernels ``K`` (T, S, S), one-hot ``Y``.
 
@@ -111,24 +115,33 @@ def crammer_singer_dual(
     """
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
+    if warm_iter < 1 or active_set_steps < 1:
+        raise ValueError(
+            f"warm_iter and active_set_steps must be >= 1, got {warm_iter} and {active_set_steps}"
+        )
+    dtype = K.dtype
+    K, Y = K.double(), Y.double()  # the active-set test needs the precision; the solves are small
+    tol = torch.finfo(K.dtype).eps ** 0.5
     with torch.no_grad():
         Kd = K.detach()
         beta = _fista(Kd, Y, C, C * Y, warm_iter)
-        done = warm_iter
+        done, free = warm_iter, beta > 0
         while True:
-            free = beta > 0
-            for _ in range(active_set_steps):
+            for step in range(active_set_steps):
                 exact, mu, ok = _solve_free(Kd, Y, C, free)
-                if bool(ok.all()):
+                if bool(ok.all()) or step == active_set_steps - 1:
                     break
-                tol = torch.finfo(K.dtype).eps ** 0.5
                 fixed = (free & (exact >= -tol * C)) | (~free & (mu < 0))  # primal-dual active-set step
                 free = torch.where(ok.view(-1, 1, 1), free, fixed)
             if bool(ok.all()) or done >= max_iter:
                 break
-            beta = _fista(Kd, Y, C, beta, min(10 * warm_iter, max_iter - done))  # refine, guess again
-            done = min(10 * warm_iter + done, max_iter)
-    exact, _, ok = _solve_free(K, Y, C, free)
+            more = min(done, max_iter - done)  # double the projected-gradient budget each round
+            beta, done = _fista(Kd, Y, C, beta, more), done + more  # refine, then guess the active set again
+            free = torch.where(ok.view(-1, 1, 1), free, beta > 0)
+    # The exact solve again, now with gradients. A task that failed gets an identity kernel here so its
+    # (discarded) solve stays finite and no NaN can leak into the backward pass.
+    eye = torch.eye(K.shape[-1], dtype=K.dtype, device=K.device)
+    exact, _, _ = _solve_free(torch.where(ok.view(-1, 1, 1), K, eye), Y, C, free)
     if not bool(ok.all()):
         warnings.warn(
             f"SVM dual: {int((~ok).sum())} of {len(ok)} tasks not solved to KKT tolerance after {done} "
@@ -137,7 +150,7 @@ def crammer_singer_dual(
             stacklevel=2,
         )
         exact = torch.where(ok.view(-1, 1, 1), exact, beta)
-    return C * Y - exact
+    return (C * Y - exact).to(dtype)
 
 
 class MetaSVM(nn.Module):
@@ -170,7 +183,7 @@ class MetaSVM(nn.Module):
         scale: float = 1.0,
         learn_scale: bool = True,
         dual_ridge: float = 1e-4,
-        max_iter: int = 2000,
+        max_iter: int = 5000,
     ) -> None:
         super().__init__()
         if n_way < 2:

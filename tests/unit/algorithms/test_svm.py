@@ -87,6 +87,19 @@ def test_collinear_support_is_handled_by_the_dual_ridge() -> None:
     assert torch.isfinite(weights).all() and torch.isfinite(z.grad).all()
 
 
+def test_uncertified_tasks_fall_back_with_a_warning_and_finite_gradients() -> None:
+    x, _, Y = _problem(t=3, n=5, k=15, d=8, seed=6)  # S = 75 >> D: a hard, near-degenerate dual
+    K = x @ x.mT + 1e-4 * torch.eye(75, dtype=torch.float64)
+    K.requires_grad_(True)
+    with pytest.warns(RuntimeWarning, match="not solved to KKT tolerance"):
+        alpha = crammer_singer_dual(K, Y, 100.0, warm_iter=1, active_set_steps=1, max_iter=1)
+    alpha.sum().backward()
+    assert torch.isfinite(alpha).all() and torch.isfinite(K.grad).all()
+    # Still a feasible dual point: alpha_n sums to zero and alpha_nk <= C [k == y_n].
+    torch.testing.assert_close(alpha.sum(-1), torch.zeros(3, 75, dtype=torch.float64))
+    assert (alpha <= 100.0 * Y + 1e-9).all()
+
+
 def test_learner_gradient_reaches_backbone_and_scale() -> None:
     svm = create_learner("svm", backbone=backbone(), n_way=3)
     g = torch.Generator().manual_seed(0)
