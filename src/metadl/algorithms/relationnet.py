@@ -8,7 +8,9 @@ uses cross-entropy on the pre-sigmoid scores instead).
 Deviation from the paper: its relation module is two conv blocks plus two fully-connected layers on
 concatenated *feature maps*; metadl backbones return flat ``(B, D)`` features, so the relation module
 here is an MLP on concatenated vectors: ``2D -> hidden[0] -> ... -> 1`` (default ``(64, 8)``, where 64
-stands in for the conv blocks' 64 channels and 8 is the paper's hidden FC width).
+stands in for the conv blocks' 64 channels and 8 is the paper's hidden FC width), with batch norm after
+each hidden layer as in the paper's conv blocks. Without it the MSE objective sat at its trivial
+plateau (every score 1/N, loss 0.16 for 5-way) for the first hundred steps on our synthetic tests.
 """
 
 from __future__ import annotations
