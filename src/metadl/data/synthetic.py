@@ -40,6 +40,10 @@ GLYPH_EXTENT = 0.8  # a class's glyph is scaled to fit [-0.8, 0.8]^2 (the image 
 class GlyphStyle:
     """How much one drawing of a character differs from another (glyph units: the glyph spans 1.6).
 
+    The defaults set the difficulty. Measured on the test split (seed 0), 5-way 1-shot: nearest
+    neighbour on raw pixels scores about 40% (Omniglot at 28x28: 45%); a Conv-4 ProtoNet meta-trained
+    on 600 episodes of 20-way 1-shot (Adam 1e-3) scores about 78%, untrained 48%, chance 20%.
+
     Attributes:
         jitter: std of the independent noise on every Bezier control point.
         stroke_shift: std of a shift applied to each whole stroke.
@@ -92,6 +96,7 @@ def synthetic_glyphs(
         ("num_classes", num_classes, 1),
         ("examples_per_class", examples_per_class, 1),
         ("image_size", image_size, 8),
+        ("seed", seed, 0),
     ):
         if value < low:
             raise ValueError(f"{key} must be >= {low}, got {value}")
@@ -147,7 +152,8 @@ def draw_variations(
 ) -> np.ndarray:
     """``n`` drawings of one glyph: ``(n, MAX_SEGMENTS, 4, 2)`` control points (unused segments zero).
 
-    Shared points (a segment's end and the next one's start) move together, so strokes stay joined.
+    The joint of two segments of one stroke moves as one point, so a stroke never breaks; a stroke
+    that starts on another may drift off it, as a pen does.
     """
     g = len(segments)
     # Per-point jitter, made continuous across the joint of two segments of the same stroke.

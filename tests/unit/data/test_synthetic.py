@@ -107,6 +107,7 @@ def test_same_class_more_alike_than_other_classes_but_not_trivially(test_split) 
         ({"num_classes": 0}, "num_classes must be >= 1"),
         ({"examples_per_class": 0}, "examples_per_class must be >= 1"),
         ({"image_size": 4}, "image_size must be >= 8"),
+        ({"seed": -1}, "seed must be >= 0"),
     ],
 )
 def test_bad_arguments(kwargs, match) -> None:
