@@ -305,6 +305,9 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
             learner.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
             log(f"best validation {metric} {run.best_value:.4f} at iteration {run.best_iteration}; saving those weights")
         model_dir = _save_for_use(cfg, learner, x_shape, run_dir, run.best_iteration, run.best_value, metric)
+    # The other processes wait for the main one to finish writing: leaving the Gloo group while a peer
+    # is still connected aborts the process ("terminate called without an active exception").
+    ctx.barrier()
     return TrainResult(run_dir, learner, t.iterations, metric, run.best_value, run.best_iteration, model_dir)
 
 
