@@ -8,17 +8,19 @@ loss is reported, but calling ``backward()`` on it raises an error that says so.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.ensemble import RandomForestClassifier
 from torch import Tensor, nn
 
 from metadl.algorithms.base import LearnerOutput, Predictor, make_output
 from metadl.algorithms.heads import embed_tasks, head_predictor
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
+
+if TYPE_CHECKING:  # scikit-learn is imported on first use: it costs ~1 s and ~90 MB at import
+    from sklearn.ensemble import RandomForestClassifier
 
 _FLOOR = 1e-6  # probability floor before the log, so one confident miss does not dominate the reported loss
 
@@ -83,6 +85,8 @@ class RandomForestHead(nn.Module):
         )
 
     def _forest(self) -> RandomForestClassifier:
+        from sklearn.ensemble import RandomForestClassifier
+
         return RandomForestClassifier(
             n_estimators=self.n_estimators,
             max_depth=self.max_depth,
