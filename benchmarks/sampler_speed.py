@@ -32,7 +32,7 @@ lib = torch.library.Library("torchvision", "DEF")  # see PERF-NOTES: learn2learn
 lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 import learn2learn as l2l
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 arrays = np.load(sys.argv[1])
 x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
 n_way, k, q, episodes = map(int, sys.argv[2:6])
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--peers", help="python of an environment with learn2learn 0.2.0")
     parser.add_argument("--out", help="append a markdown section to this file")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # sampling runs beside training: one thread, as in a data-loader worker
     ds = load(args.dataset)
     n_way, k, q = 5, 1, 15
     rows = [(f"metadl EpisodeSampler, meta-batch {mb}", metadl_rate(ds, n_way, k, q, mb)) for mb in (1, 32)]
