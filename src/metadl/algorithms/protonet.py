@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metadl.algorithms.base import LearnerOutput, Predictor, encode_labels, make_output
+from metadl.algorithms.heads import embed_tasks
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
 
@@ -61,8 +62,7 @@ class ProtoNet(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         """``(T, S, *x_shape)`` -> ``(T, S, D)``: all tasks through the backbone in one batch."""
-        t, s = x.shape[:2]
-        return self.backbone(x.reshape(t * s, *x.shape[2:])).reshape(t, s, -1)
+        return embed_tasks(self.backbone, x)
 
     def forward(self, batch: TaskBatch) -> LearnerOutput:
         # Support and query pass through the backbone separately, so batch-norm statistics (in
