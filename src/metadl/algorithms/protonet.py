@@ -41,6 +41,11 @@ class ProtoNet(nn.Module):
         distance: ``"euclidean"`` (squared, as in the paper) or ``"cosine"``.
         learn_temperature: learn a scale on the logits (init 1 for euclidean, 10 for cosine).
 
+    Batch norm: in training mode the support sets of all tasks in a meta-batch form one backbone
+    batch (and the query sets another), as in a plain mini-batch; in eval mode the running statistics
+    are used, so a test episode's predictions never depend on its other queries. With meta_batch 1
+    (the paper's setting) statistics come from one task only.
+
     Example:
         >>> from metadl.models import create_backbone
         >>> net = ProtoNet(backbone=create_backbone("mlp", in_features=4, hidden=[8]), n_way=3)
