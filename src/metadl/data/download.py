@@ -12,7 +12,6 @@ Only the standard library (``urllib``, ``zipfile``, ``hashlib``) and tqdm for th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -28,6 +27,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from tqdm.auto import tqdm
+
+from metadl.fileio import fsync_dir
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -56,16 +57,6 @@ def sha256sum(path: str | os.PathLike[str]) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _stream(url: str, out: BinaryIO, *, timeout: float, progress: bool, desc: str) -> str:
@@ -144,7 +135,7 @@ def download_url(
             )
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is readable by all
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -217,7 +208,7 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target: str | os.PathLike
                     shutil.copyfileobj(src, dst, _CHUNK)
             for top in sorted(missing):
                 os.replace(tmp / top, target / top)
-            _fsync_dir(target)
+            fsync_dir(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target

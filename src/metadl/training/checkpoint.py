@@ -16,7 +16,6 @@ the file. A truncated or corrupt file raises :class:`CorruptCheckpointError` nam
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -28,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from metadl.fileio import fsync_dir
 
 MAGIC = b"METADL-CHECKPOINT\n"
 _HEADER = re.compile(rb"v1 bytes=(\d+) sha256=([0-9a-f]{64})\n")
@@ -45,16 +46,6 @@ _FILE_MODE = _file_mode()  # read once, at import, while the process is still si
 
 class CorruptCheckpointError(ValueError):
     """A checkpoint file is truncated, corrupt or not a checkpoint; the message names the file."""
-
-
-def fsync_dir(folder: str | os.PathLike[str]) -> None:
-    """Make a rename inside ``folder`` durable (a no-op where folders cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -105,7 +96,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint {path} does not exist") from None
     if not data.startswith(MAGIC):
-        raise CorruptCheckpointError(f"{path} is not a metadl checkpoint (it does not start with {MAGIC[:-1]!r})")
+        raise CorruptCheckpointError(
+            f"{path} is not a metadl checkpoint (it does not start with {MAGIC[:-1]!r})"
+        )
     end = data.find(b"\n", len(MAGIC))
     match = _HEADER.fullmatch(data[len(MAGIC) : end + 1]) if end >= 0 else None
     if match is None:
@@ -118,7 +111,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             "resume from another checkpoint or start the run again"
         )
     if hashlib.sha256(payload).hexdigest().encode() != match.group(2):
-        raise CorruptCheckpointError(f"{path} is corrupt: the sha256 of its payload does not match its header")
+        raise CorruptCheckpointError(
+            f"{path} is corrupt: the sha256 of its payload does not match its header"
+        )
     try:
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:  # an intact payload that unpickles to something disallowed
