@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -73,7 +74,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         path = None if args.config is None else find_config(args.config)
         cfg = None if path is None else load_config(path, args.set)
         run_dir = args.resume or args.out or default_run_dir(path)
-        result = train(cfg, run_dir, resume=args.resume is not None, progress=not args.no_progress)
+        result = train(cfg, run_dir, resume=args.resume is not None, progress=not args.no_progress,
+                       time_limit=args.time_limit)
     except NonFiniteLossError as err:
         print(f"metadl train: {err}", file=sys.stderr)
         return 1
@@ -110,6 +112,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(eval_report(cfg, result, info)) if args.json else eval_summary(cfg, result))
     return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metadl.bench import ROWS, BenchSettings, find_rows, run_bench
+    from metadl.config import ConfigError
+
+    if args.list:
+        for row in ROWS:
+            print(f"{row.name:26s} {row.setting}")
+        return 0
+    try:
+        rows = find_rows(args.rows.split(",") if args.rows else None)
+        settings = BenchSettings(Path(args.out), quick=args.quick, time_limit=args.time_limit, device=args.device,
+                                 data_root=None if args.data_root is None else Path(args.data_root))
+        run_bench(rows, settings)
+    except (ValueError, ConfigError) as err:
+        print(f"metadl bench: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"metadl bench: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"45m"``, ``"2h"`` or ``"1h30m"``."""
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 90s, 45m, 2h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration; write e.g. 90s, 45m, 2h or 1h30m")
+    return total
 
 
 def _positive_int(text: str) -> int:
@@ -172,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
     )
+    trainer.add_argument(
+        "--time-limit",
+        type=_duration,
+        metavar="DURATION",
+        help="stop cleanly after this much wall-clock time (e.g. 45m, 2h, 1h30m): checkpointed, model saved; "
+        "--resume continues the run",
+    )
     trainer.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     trainer.set_defaults(func=_cmd_train)
 
@@ -214,6 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluator.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluator.set_defaults(func=_cmd_eval)
+
+    bench = sub.add_parser(
+        "bench",
+        help="reproduce the published Omniglot and sinusoid results (docs/benchmarks.md), or a quick check",
+        description="Trains and evaluates the shipped configs behind each row of the reproduction table (MAML, "
+        "first-order MAML, Meta-SGD, Reptile, ProtoNet, SVM and ridge heads on Omniglot; MAML and Meta-SGD on "
+        "sinusoids), each in its own process, and writes results.json, table.md and curves.png under --out. "
+        "Finished runs and unchanged evaluations are reused; runs cut by --time-limit are resumed by the next call.",
+    )
+    bench.add_argument("--rows", metavar="NAME[,NAME]", help="only these rows (see --list; default: all)")
+    bench.add_argument("--list", action="store_true", help="list the rows and exit")
+    bench.add_argument("--quick", action="store_true",
+                       help="20 iterations and 50 test episodes per cell, in OUT/quick: checks everything in minutes")
+    bench.add_argument("--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)")
+    bench.add_argument("--data-root", metavar="DIR",
+                       help="folder with one sub-folder per dataset, e.g. ../shared/data (default: download)")
+    bench.add_argument("--time-limit", type=_duration, metavar="DURATION",
+                       help="per training session (e.g. 30m); a later call resumes the run")
+    bench.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: each config's)")
+    bench.set_defaults(func=_cmd_bench)
 
     predict = sub.add_parser(
         "predict",

@@ -45,3 +45,16 @@ def test_bad_argument_is_rejected_clearly(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--iterations", "0"])
     assert "must be a positive integer, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("0.5h", 1800)])
+def test_time_limits_are_read_with_their_unit(text, seconds):
+    args = build_parser().parse_args(["train", "some.yaml", "--time-limit", text])
+    assert args.time_limit == seconds
+
+
+@pytest.mark.parametrize("text", ["90", "", "1d", "0m", "m"])
+def test_a_time_limit_without_a_unit_is_refused_with_examples(text, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "some.yaml", "--time-limit", text])
+    assert "45m" in capsys.readouterr().err

@@ -225,6 +225,14 @@ class DistributedContext:
         dist.all_reduce(t)
         return t.item() / self.world_size
 
+    def any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (so that all of them take the same branch)."""
+        if not self.is_distributed:
+            return flag
+        t = torch.tensor(int(flag), dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def barrier(self) -> None:
         """Wait until every process gets here."""
         if self.is_distributed:

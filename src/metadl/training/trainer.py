@@ -3,7 +3,8 @@
 A run folder holds::
 
     config.yaml            the resolved config (every default spelled out); --resume reads it back
-    metrics.csv            one row per iteration: lr, loss, accuracy|mse, and val_* on validation rows
+    metrics.csv            one row per iteration: lr, loss, accuracy|mse, val_* on validation rows, and
+                           time_s (wall-clock seconds of training so far, summed over resumed sessions)
     learning_curves.png    redrawn at every validation and at the end
     tensorboard/           event files, when the optional tensorboard package is installed
     last.ckpt, best.ckpt   the latest state, and the weights with the best validation score
@@ -12,7 +13,10 @@ A run folder holds::
 Resuming is exact: a checkpoint holds the weights, the optimiser and scheduler, the episode sampler's
 generator, every global RNG, the iteration, the best score and the number of ``metrics.csv`` rows, so a
 run killed at any moment (even ``kill -9``) and resumed ends with the same weights and the same
-``metrics.csv``, bit for bit on the CPU, as a run that was never interrupted. Validation episodes are
+``metrics.csv`` (bar its wall-clock ``time_s`` column), bit for bit on the CPU, as a run that was never
+interrupted. A time limit (``time_limit``, ``metadl train --time-limit``) ends a session cleanly: the
+state is checkpointed, the model saved from the weights so far, and ``--resume`` continues the run
+later, with a new limit if wanted. Validation episodes are
 a fixed seeded set (the validation sampler is rewound before every validation) and never draw from
 the training streams.
 
@@ -81,7 +85,8 @@ class RunFolderError(ValueError):
 @dataclass
 class TrainResult:
     """How the run ended. ``learner`` holds the saved weights (the best validated ones, else the last);
-    ``best_*`` are ``None`` without validation."""
+    ``best_*`` are ``None`` without validation. ``iterations`` is how many were done; ``complete`` is
+    ``False`` when a time limit stopped the run before ``train.iterations``."""
 
     run_dir: Path
     learner: nn.Module
@@ -90,6 +95,8 @@ class TrainResult:
     best_value: float | None
     best_iteration: int | None
     model_dir: Path
+    complete: bool = True
+    seconds: float = 0.0
 
 
 def prepare_run(run_dir: Path, cfg: Config | None, *, resume: bool, write: bool = True) -> Config:
@@ -137,6 +144,7 @@ class RunState:
     best_value: float | None = None
     best_iteration: int | None = None
     metrics_rows: int = 0
+    seconds: float = 0.0  # wall-clock training time of the sessions before this one
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=50))
 
     def weights(self) -> dict[str, Any]:
@@ -148,7 +156,8 @@ class RunState:
     def full(self) -> dict[str, Any]:
         """What ``last.ckpt`` holds: the weights plus everything needed to continue exactly."""
         return {**self.weights(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(), "rng": rng_state(), "metrics_rows": self.metrics_rows}
+                "sampler": self.sampler.state_dict(), "rng": rng_state(), "metrics_rows": self.metrics_rows,
+                "seconds": self.seconds}
 
     def restore(self, ckpt: dict[str, Any], source: Path) -> None:
         if config_from_dict(ckpt["config"]) != self.cfg:
@@ -160,6 +169,7 @@ class RunState:
         set_rng_state(ckpt["rng"])
         self.iteration, self.metrics_rows = ckpt["iteration"], ckpt["metrics_rows"]
         self.best_value, self.best_iteration = ckpt["best_value"], ckpt["best_iteration"]
+        self.seconds = float(ckpt.get("seconds", 0.0))  # absent from checkpoints of older versions
 
     def improves(self, value: float) -> bool:
         if self.best_value is None:
@@ -189,12 +199,14 @@ def train(
     log: Callable[[str], None] = print,
     splits: Mapping[str, FewShotDataset] | None = None,
     distributed: DistributedContext | None = None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Meta-train as ``cfg`` says into ``run_dir`` (new), or continue the run in ``run_dir`` (``resume``).
 
     ``splits`` may hold datasets already loaded, by split name (the rest are loaded from the config).
     ``distributed`` defaults to :meth:`DistributedContext.from_env` (a single process unless launched
-    by torchrun), which also resolves the device.
+    by torchrun), which also resolves the device. ``time_limit`` (seconds of this session) stops the run
+    cleanly after the iteration that reaches it: checkpointed, model saved, resumable.
 
     Raises :class:`NonFiniteLossError` when the meta-loss stops being finite; the last checkpoint, the
     best checkpoint and ``metrics.csv`` then hold the state before the failing iteration.
@@ -210,14 +222,18 @@ def train(
             remove_stale_temporaries(run_dir)
         else:
             progress, log = False, lambda _: None
-        return _train(cfg, run_dir, ctx, resume=resume, progress=progress, log=log, splits=splits or {})
+        return _train(cfg, run_dir, ctx, resume=resume, progress=progress, log=log, splits=splits or {},
+                      time_limit=time_limit)
     finally:
         if distributed is None:
             ctx.close()
 
 
 def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool, progress: bool,
-           log: Callable[[str], None], splits: Mapping[str, FewShotDataset]) -> TrainResult:
+           log: Callable[[str], None], splits: Mapping[str, FewShotDataset], time_limit: float | None) -> TrainResult:
+    if time_limit is not None and time_limit <= 0:
+        raise ValueError(f"time_limit={time_limit}; give a positive number of seconds, or None for no limit")
+    started = time.monotonic()
     t, device, main = cfg.train, ctx.device, ctx.is_main
     _seed_everything(cfg.seed)
 
@@ -244,12 +260,13 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
         log(f"{run_dir} has no checkpoint yet; starting it from iteration 0")
     ctx.broadcast_parameters(learner)
     metric = run.metric
-    metrics = MetricsLog(run_dir, ["iteration", "lr", "loss", metric, f"val_{metric}", "val_ci95"],
-                         keep_rows=run.metrics_rows) if main else None
+    columns = _metrics_columns(run_dir, metric, resume=resume)
+    metrics = MetricsLog(run_dir, columns, keep_rows=run.metrics_rows) if main else None
     bar = tqdm(total=t.iterations, initial=run.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True)
     it = run.iteration + 1
+    out_of_time = False
     try:
-        while run.iteration < t.iterations:
+        while run.iteration < t.iterations and not out_of_time:
             it = run.iteration + 1
             batch = ctx.shard(run.sampler.sample_batch(cfg.sampler.meta_batch)).to(device)
             lr = optimizer.param_groups[0]["lr"]
@@ -262,6 +279,10 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
             row: dict[str, Any] = {"iteration": it, "lr": lr, "loss": loss,
                                    metric: ctx.reduce_mean(float(out.per_task_metric.mean()))}
             run.recent.append((loss, row[metric]))
+            session = time.monotonic() - started
+            out_of_time = time_limit is not None and ctx.any_process(session >= time_limit)
+            if "time_s" in columns:
+                row["time_s"] = round(run.seconds + session, 3)
             validated = validating and (it % t.val_every == 0 or it == t.iterations)
             if validated:
                 result = _validate(learner, val_sampler, val_start, t.val_episodes, device)
@@ -269,7 +290,7 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
                 if run.improves(result.mean):
                     run.best_value, run.best_iteration = result.mean, it
                     save_checkpoint(run_dir / BEST, run.weights())
-            checkpointing = (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations
+            checkpointing = (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations or out_of_time
             if checkpointing and not all(bool(p.isfinite().all()) for p in learner.parameters()):
                 raise NonFiniteLossError(f"the parameters are no longer finite after a meta-loss of {loss}")
             if metrics is not None:
@@ -277,7 +298,7 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
                 run.metrics_rows = metrics.rows
                 if checkpointing:
                     metrics.sync()
-                    save_checkpoint(run_dir / LAST, run.full())
+                    save_checkpoint(run_dir / LAST, {**run.full(), "seconds": run.seconds + time.monotonic() - started})
                 if validated:
                     plot_learning_curves(read_metrics(metrics.path), run_dir / PLOT_FILE, title=run_dir.name)
             bar.update(1)
@@ -298,17 +319,35 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
         bar.close()
 
     ctx.barrier()
+    seconds = run.seconds + time.monotonic() - started
+    if out_of_time and run.iteration < t.iterations:
+        log(f"time limit reached after {run.iteration} of {t.iterations} iterations; "
+            f"continue with: metadl train --resume {run_dir}")
     model_dir = run_dir / MODEL_DIR
     if main:
         plot_learning_curves(read_metrics(run_dir / "metrics.csv"), run_dir / PLOT_FILE, title=run_dir.name)
         if run.best_iteration is not None:
             learner.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
             log(f"best validation {metric} {run.best_value:.4f} at iteration {run.best_iteration}; saving those weights")
-        model_dir = _save_for_use(cfg, learner, x_shape, run_dir, run.best_iteration, run.best_value, metric)
+        model_dir = _save_for_use(cfg, learner, x_shape, run_dir, run.iteration, run.best_iteration, run.best_value,
+                                  metric)
     # The other processes wait for the main one to finish writing: leaving the Gloo group while a peer
     # is still connected aborts the process ("terminate called without an active exception").
     ctx.barrier()
-    return TrainResult(run_dir, learner, t.iterations, metric, run.best_value, run.best_iteration, model_dir)
+    return TrainResult(run_dir, learner, run.iteration, metric, run.best_value, run.best_iteration, model_dir,
+                       complete=run.iteration >= t.iterations, seconds=seconds)
+
+
+def _metrics_columns(run_dir: Path, metric: str, *, resume: bool) -> list[str]:
+    """The ``metrics.csv`` columns; a run started by an older version without ``time_s`` keeps its own."""
+    columns = ["iteration", "lr", "loss", metric, f"val_{metric}", "val_ci95", "time_s"]
+    path = run_dir / "metrics.csv"
+    if resume and path.is_file():
+        with open(path) as f:
+            header = f.readline().strip().split(",")
+        if header == columns[:-1]:
+            return header
+    return columns
 
 
 def _postfix(run: RunState) -> dict[str, str]:
@@ -320,7 +359,7 @@ def _postfix(run: RunState) -> dict[str, str]:
     return out
 
 
-def _save_for_use(cfg: Config, learner: nn.Module, x_shape: tuple[int, ...], run_dir: Path,
+def _save_for_use(cfg: Config, learner: nn.Module, x_shape: tuple[int, ...], run_dir: Path, iterations: int,
                   best_iteration: int | None, best_value: float | None, metric: str) -> Path:
     from metadl.saving import save_model
 
@@ -328,7 +367,7 @@ def _save_for_use(cfg: Config, learner: nn.Module, x_shape: tuple[int, ...], run
         "config": config_to_dict(cfg),
         "x_shape": list(x_shape),
         "checkpoint": BEST if best_iteration is not None else LAST,
-        "iteration": best_iteration if best_iteration is not None else cfg.train.iterations,
+        "iteration": best_iteration if best_iteration is not None else iterations,
         f"val_{metric}": best_value,
     }
     return save_model(run_dir / MODEL_DIR, learner, spec=model_spec(cfg, x_shape),

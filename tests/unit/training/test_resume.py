@@ -1,6 +1,6 @@
-"""Resuming is exact: an interrupted run (an exception, or ``kill -9`` of ``metadl train``) that is resumed
-ends with the same weights, optimiser state, metrics.csv and saved model, bit for bit, as a run that was
-never interrupted."""
+"""Resuming is exact: an interrupted run (an exception, ``kill -9`` of ``metadl train``, or a time limit)
+that is resumed ends with the same weights, optimiser state, metrics.csv (but for its wall-clock column)
+and saved model, bit for bit, as a run that was never interrupted."""
 
 from __future__ import annotations
 
@@ -27,9 +27,16 @@ from metadl.training.trainer import train
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the tests run torch single-threaded too
 
 
+def _without_time(path: Path) -> list[str]:
+    """The lines of a metrics.csv without its last column, ``time_s`` (wall-clock, never reproducible)."""
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(",time_s")
+    return [line.rsplit(",", 1)[0] for line in lines]
+
+
 def assert_same_run(a: Path, b: Path) -> None:
     """Same final weights, optimiser and sampler state, metrics.csv, best checkpoint and saved model."""
-    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+    assert _without_time(a / "metrics.csv") == _without_time(b / "metrics.csv")
     for name in ("last.ckpt", "best.ckpt"):
         ca, cb = load_checkpoint(a / name), load_checkpoint(b / name)
         assert ca["iteration"] == cb["iteration"] and ca["best_value"] == cb["best_value"]
@@ -68,6 +75,34 @@ def test_resume_after_an_exception_equals_an_uninterrupted_run(blobs_dataset, tm
     # Resuming a finished run changes nothing.
     train(None, tmp_path / "resumed", resume=True, **quiet)
     assert_same_run(tmp_path / "reference", tmp_path / "resumed")
+
+
+def test_sessions_cut_by_a_time_limit_add_up_to_the_uninterrupted_run(blobs_dataset, tmp_path):
+    cfg = config_from_dict(tiny_raw())
+    quiet = {"progress": False, "log": lambda _: None}
+    train(cfg, tmp_path / "reference", **quiet)
+    first = train(cfg, tmp_path / "limited", time_limit=1e-9, **quiet)  # stops after its first iteration
+    assert (first.iterations, first.complete) == (1, False)
+    assert load_checkpoint(tmp_path / "limited" / "last.ckpt")["iteration"] == 1
+    assert (tmp_path / "limited" / "model" / "metadl.json").is_file()  # usable before it is finished
+    sessions = 1
+    while not train(None, tmp_path / "limited", resume=True, time_limit=1e-9, **quiet).complete:
+        sessions += 1
+    assert sessions == 29
+    assert_same_run(tmp_path / "reference", tmp_path / "limited")
+    times = [row["time_s"] for row in read_metrics(tmp_path / "limited" / "metrics.csv")]
+    assert times == sorted(times) and times[0] > 0  # summed over the sessions, never reset
+
+
+def test_a_run_from_before_the_time_column_resumes_with_its_own_columns(blobs_dataset, tmp_path):
+    cfg = config_from_dict(tiny_raw())
+    quiet = {"progress": False, "log": lambda _: None}
+    train(cfg, tmp_path / "old", time_limit=1e-9, **quiet)
+    metrics = tmp_path / "old" / "metrics.csv"
+    metrics.write_text("\n".join(line.rsplit(",", 1)[0] for line in metrics.read_text().splitlines()) + "\n")
+    assert train(None, tmp_path / "old", resume=True, **quiet).complete
+    assert metrics.read_text().splitlines()[0] == "iteration,lr,loss,accuracy,val_accuracy,val_ci95"
+    assert len(read_metrics(metrics)) == 30
 
 
 def image_config(tmp_path: Path, iterations: int) -> Path:

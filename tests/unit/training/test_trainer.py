@@ -152,7 +152,7 @@ def test_tensorboard_gets_every_row_and_resumes_purging_redone_steps(blobs_datas
     writer = WRITERS[-1]
     assert writer.log_dir == str(tmp_path / "run" / "tensorboard") and writer.purge_step == 1
     tags = {tag for tag, _, _ in writer.scalars}
-    assert tags == {"train/lr", "train/loss", "train/accuracy", "val/accuracy", "val/ci95"}
+    assert tags == {"train/lr", "train/loss", "train/accuracy", "val/accuracy", "val/ci95", "train/time_s"}
     assert sorted(step for tag, _, step in writer.scalars if tag == "val/accuracy") == [5, 10]
     train(None, tmp_path / "run", resume=True, progress=False, log=lambda _: None)
     assert WRITERS[-1].purge_step == 11  # a resumed run's writer drops events logged after its checkpoint
