@@ -264,6 +264,12 @@ def inner_adapt(
     return adapted
 
 
+# Non-transductive prediction runs (support + 1) examples per query: vmapping all queries at once would
+# hold Q * (S + 1) examples' activations per task (23 GB for 16 tasks of 5-way 5-shot with 75 queries),
+# so queries go through in chunks of about this many examples.
+_QUERY_CHUNK_EXAMPLES = 64
+
+
 def _one_query_at_a_time(fn: TaskFn) -> Callable[[Params, Tensor, Tensor], Tensor]:
     """Non-transductive prediction: each query example goes through ``fn`` appended to the support set."""
 
@@ -271,7 +277,8 @@ def _one_query_at_a_time(fn: TaskFn) -> Callable[[Params, Tensor, Tensor], Tenso
         def one(q: Tensor) -> Tensor:
             return fn(params, torch.cat([support_x, q.unsqueeze(0)]))[-1]
 
-        return vmap(one, randomness="different")(query_x)
+        chunk = max(1, _QUERY_CHUNK_EXAMPLES // (support_x.shape[0] + 1))
+        return vmap(one, randomness="different", chunk_size=chunk)(query_x)
 
     return predict
 
