@@ -1,0 +1,95 @@
+"""The bench's outputs: the Markdown table of ``results.json`` and the curves of validation score against time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from metadl.bench.table import ROWS
+from metadl.training.metrics import read_metrics
+
+
+def _duration(seconds: float | None) -> str:
+    """``"1 h 05 min"``, ``"12 min"``, ``"40 s"``.
+
+    Example:
+        >>> _duration(3900), _duration(720), _duration(40), _duration(None)
+        ('1 h 05 min', '12 min', '40 s', '?')
+    """
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _score(score: dict[str, Any]) -> str:
+    if score["metric"] == "mse":
+        return f"{score['mean']:.3f} ± {score['ci95']:.3f}"
+    return f"{100 * score['mean']:.2f} ± {100 * score['ci95']:.2f}"
+
+
+def _training(training: dict[str, Any]) -> str:
+    done, planned = training["iterations"], training["planned"]
+    its = f"{done:,}" if training["complete"] else f"**{done:,} of {planned:,}** (stopped early)"
+    return f"{its}, {_duration(training['seconds'])}"
+
+
+def render_table(results: dict[str, Any], *, quick: bool = False) -> str:
+    """Markdown: one line per row of ``results``, cells separated by " / ", in the order of :data:`ROWS`."""
+    lines = []
+    if quick:
+        lines.append("**Quick mode: 20 training iterations and 50 test episodes per cell; these figures mean nothing.**\n")
+    lines += [
+        "| setting | published | metadl (mean ± 95% CI) | test episodes | training iterations, time | peak memory | source | command |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    order = [row.name for row in ROWS if row.name in results] + sorted(set(results) - {row.name for row in ROWS})
+    for name in order:
+        row = results[name]
+        cells = row["cells"]
+        published = " / ".join("report" if c["published"] is None else f"{c['published']:g}" for c in cells)
+        scores = " / ".join(f"{c['label']}: {_score(c['score'])}" for c in cells)
+        episodes = " / ".join(str(c["score"]["episodes"]) for c in cells)
+        training = " / ".join(_training(c["training"]) for c in cells)
+        memory = " / ".join("?" if c["training"]["peak_rss_mib"] is None else f"{c['training']['peak_rss_mib'] / 1024:.2f} GiB"
+                            for c in cells)
+        command = f"`metadl bench --rows {name}{' --quick' if quick else ''}`"
+        lines.append(f"| {row['setting']} | {published} | {scores} | {episodes} | {training} | {memory} | {row['source']} | {command} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
+    """Validation score against training hours for every run that validated; ``False`` if none did."""
+    curves = {}
+    for row in results.values():
+        for cell in row["cells"]:
+            run_dir = Path(cell["training"]["run_dir"])
+            metrics = run_dir / "metrics.csv"
+            if run_dir.name in curves or not metrics.is_file():
+                continue
+            rows = [r for r in read_metrics(metrics) if "time_s" in r and any(k.startswith("val_") for k in r)]
+            metric = next((k for k in rows[0] if k.startswith("val_") and k != "val_ci95"), None) if rows else None
+            if metric is not None:
+                curves[run_dir.name] = (metric, [r["time_s"] / 3600 for r in rows], [r[metric] for r in rows])
+    if not curves:
+        return False
+    kinds = sorted({metric for metric, _, _ in curves.values()})
+    fig = Figure(figsize=(6.5 * len(kinds), 4.5))
+    FigureCanvasAgg(fig)
+    for i, kind in enumerate(kinds):
+        ax = fig.add_subplot(1, len(kinds), i + 1)
+        for name, (metric, hours, values) in sorted(curves.items()):
+            if metric == kind:
+                ax.plot(hours, values, marker=".", label=name)
+        ax.set_xlabel("training time (hours, 2 CPU cores unless stated)")
+        ax.set_ylabel(f"validation {kind.removeprefix('val_')}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True

@@ -1,0 +1,197 @@
+"""``metadl bench``: train and evaluate the table's cells, then write the results and the table.
+
+Every training and evaluation runs as its own ``metadl train`` / ``metadl eval`` process, so that its
+peak memory (the child's maximum resident set size, from ``wait4``) is its own and a crash cannot take
+the bench down. Work is kept: a finished run is not trained again, a run stopped by ``--time-limit``
+(or killed) is resumed, and an evaluation whose run, shape and episode count are unchanged is not
+repeated. ``--quick`` trains every run for 20 iterations and evaluates on 50 episodes, in a separate
+folder: it checks the whole pipeline in minutes and its figures mean nothing.
+
+The output folder holds ``runs/<run>/`` (run folders, each with ``bench.json``: every training
+session's seconds and peak memory; logs beside them), ``results/<row>.json`` (one file per row, so
+that benches of different rows can run at the same time), and ``table.md`` and ``curves.png``
+(validation score against training time, for runs that validate), redrawn from every row's results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metadl.bench.table import Cell, Row
+from metadl.config import SINUSOID, find_config, load_config
+from metadl.training.checkpoint import atomic_write_bytes
+
+QUICK_ITERATIONS, QUICK_EPISODES = 20, 50
+# glibc malloc otherwise releases and re-faults large buffers every iteration (docs/benchmarks.md).
+MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184",
+                 "MALLOC_TOP_PAD_": "1073741824"}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Where to write, how much to run, and where the data is.
+
+    ``data_root`` holds one folder per dataset (``DIR/omniglot``); ``None`` keeps each config's root
+    (which downloads). ``time_limit``: seconds per training session (``None``: train to the end).
+    """
+
+    out: Path
+    quick: bool = False
+    data_root: Path | None = None
+    time_limit: float | None = None
+    device: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.out / "quick" if self.quick else self.out
+
+
+def training_overrides(cell: Cell, settings: BenchSettings) -> list[str]:
+    """The ``--set`` values a cell's run is trained with: the cell's own, the data root, quick mode."""
+    sets = list(cell.overrides)
+    dataset = load_config(find_config(cell.config)).dataset.name
+    if settings.data_root is not None and dataset != SINUSOID:
+        sets += [f"dataset.root={settings.data_root / dataset}", "dataset.download=false"]
+    if settings.device is not None:
+        sets.append(f"device={settings.device}")
+    if settings.quick:
+        sets += [f"train.iterations={QUICK_ITERATIONS}", "train.val_every=0", f"train.checkpoint_every={QUICK_ITERATIONS}"]
+    return sets
+
+
+def run_process(args: list[str], log_file: Path) -> tuple[int, float, float]:
+    """Run ``python -m metadl.cli ARGS``, appending its output to ``log_file``.
+
+    Returns ``(exit code, wall seconds, peak resident memory in MiB)`` of that process alone.
+    """
+    env = {**MALLOC_TUNING, **os.environ}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with open(log_file, "a") as log:
+        log.write(f"$ metadl {' '.join(args)}\n")
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "metadl.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen so it does not wait again
+    return proc.returncode, time.monotonic() - start, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def _progress(run_dir: Path) -> tuple[int, int] | None:
+    """``(iterations done, iterations planned)`` of a run folder, or ``None`` when it holds no checkpoint."""
+    from metadl.training.checkpoint import load_checkpoint
+    from metadl.training.trainer import LAST, resumed_config
+
+    if not (run_dir / LAST).is_file():
+        return None
+    return int(load_checkpoint(run_dir / LAST)["iteration"]), resumed_config(run_dir).train.iterations
+
+
+def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) -> dict[str, Any]:
+    """Train (or resume, or reuse) the cell's run; returns its training record."""
+    run_dir = settings.folder / "runs" / cell.run_name
+    record_file = run_dir / "bench.json"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {"sessions": []}
+    progress = _progress(run_dir)
+    if progress is None or progress[0] < progress[1]:
+        if progress is None:
+            if (run_dir / "config.yaml").exists():  # started but killed before its first checkpoint
+                args = ["train", "--resume", str(run_dir)]
+            else:
+                args = ["train", str(find_config(cell.config)), "--out", str(run_dir),
+                        *(f"--set={s}" for s in training_overrides(cell, settings))]
+        else:
+            args = ["train", "--resume", str(run_dir)]
+        if settings.time_limit is not None:
+            args += ["--time-limit", f"{settings.time_limit:.3f}s"]
+        start = 0 if progress is None else progress[0]
+        log(f"training {cell.run_name} from iteration {start}" + (f" ({cell.config} {' '.join(cell.overrides)})"))
+        code, seconds, peak = run_process([*args, "--no-progress"], run_dir.parent / f"{cell.run_name}.log")
+        if code != 0:
+            raise RuntimeError(f"training {cell.run_name} failed (exit {code}); see {run_dir.parent / f'{cell.run_name}.log'}")
+        progress = _progress(run_dir)
+        assert progress is not None
+        record["sessions"].append({"from": start, "to": progress[0], "seconds": round(seconds, 1),
+                                   "peak_rss_mib": round(peak, 1)})
+        atomic_write_bytes(record_file, (json.dumps(record, indent=1) + "\n").encode())
+    done, planned = progress
+    return {"run": cell.run_name, "run_dir": str(run_dir), "iterations": done, "planned": planned,
+            "complete": done >= planned, "seconds": _training_seconds(run_dir, record),
+            "peak_rss_mib": max((s["peak_rss_mib"] for s in record["sessions"]), default=None)}
+
+
+def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:
+    """Wall-clock training time: the run's own ``time_s`` column, else the bench's session times."""
+    from metadl.training.metrics import read_metrics
+
+    rows = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
+    if rows and "time_s" in rows[-1]:
+        return rows[-1]["time_s"]
+    return sum(s["seconds"] for s in record["sessions"]) or None
+
+
+def evaluate_cell(cell: Cell, row: Row, training: dict[str, Any], settings: BenchSettings,
+                  previous: dict[str, Any] | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """Score the cell's run on its test episodes (reusing ``previous`` when nothing changed)."""
+    episodes = QUICK_EPISODES if settings.quick else row.episodes
+    key = {"run": cell.run_name, "iteration": training["iterations"], "ways": cell.ways, "shots": cell.shots,
+           "episodes": episodes}
+    if previous is not None and previous.get("key") == key:
+        return previous
+    args = ["eval", training["run_dir"], "--shots", str(cell.shots), "--episodes", str(episodes), "--json",
+            "--no-progress"]
+    if cell.ways is not None:
+        args += ["--ways", str(cell.ways)]
+    if settings.device is not None:
+        args += ["--device", settings.device]
+    log(f"evaluating {cell.run_name} {cell.label} ({'' if cell.ways is None else f'{cell.ways}-way '}"
+        f"{cell.shots}-shot, {episodes} episodes)")
+    out_file = Path(training["run_dir"]).parent / f"{cell.run_name}.eval.log"
+    code, seconds, _ = run_process(args, out_file)
+    if code != 0:
+        raise RuntimeError(f"evaluating {cell.run_name} failed (exit {code}); see {out_file}")
+    report = json.loads(out_file.read_text().strip().splitlines()[-1])
+    return {"key": key, "mean": report["mean"], "ci95": report["ci95"], "episodes": report["episodes"],
+            "metric": report["metric"], "seconds": round(seconds, 1)}
+
+
+def read_results(folder: Path) -> dict[str, Any]:
+    """Every row's results under ``folder/results``, by row name."""
+    return {f.stem: json.loads(f.read_text()) for f in sorted((folder / "results").glob("*.json"))}
+
+
+def run_bench(rows: list[Row], settings: BenchSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train and evaluate every cell of ``rows``, save each row's results, redraw the table and curves.
+
+    Returns the results of every row in the folder (these and earlier ones), by row name.
+    """
+    from metadl.bench.report import plot_curves, render_table
+
+    folder = settings.folder
+    (folder / "results").mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        row_file = folder / "results" / f"{row.name}.json"
+        previous = json.loads(row_file.read_text()) if row_file.is_file() else {}
+        old = {c["label"]: c for c in previous.get("cells", [])}
+        cells = []
+        for cell in row.cells:
+            training = train_cell(cell, settings, log)
+            score = evaluate_cell(cell, row, training, settings, old.get(cell.label, {}).get("score"), log)
+            cells.append({"label": cell.label, "published": cell.published, "training": training, "score": score})
+            log(f"{row.name} {cell.label}: {score['mean']:.4g} ± {score['ci95']:.2g} ({score['metric']}, "
+                f"{score['episodes']} episodes; published {cell.published})")
+        result = {"setting": row.setting, "source": row.source, "cells": cells}
+        atomic_write_bytes(row_file, (json.dumps(result, indent=1) + "\n").encode())
+    results = read_results(folder)
+    atomic_write_bytes(folder / "table.md", render_table(results, quick=settings.quick).encode())
+    plot_curves(results, folder / "curves.png")
+    log(f"table in {folder / 'table.md'}; results in {folder / 'results'}")
+    return results
