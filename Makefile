@@ -27,6 +27,12 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# The reproduction table at 20 iterations per cell (minutes); drop QUICK for the full budget (days).
+DATA  ?= ../shared/data
+QUICK ?= --quick
+bench: setup
+	$(BIN)/metadl bench $(QUICK) --data-root $(DATA)
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks

@@ -74,8 +74,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         path = None if args.config is None else find_config(args.config)
         cfg = None if path is None else load_config(path, args.set)
         run_dir = args.resume or args.out or default_run_dir(path)
-        result = train(cfg, run_dir, resume=args.resume is not None, progress=not args.no_progress,
-                       time_limit=args.time_limit)
+        result = train(
+            cfg,
+            run_dir,
+            resume=args.resume is not None,
+            progress=not args.no_progress,
+            time_limit=args.time_limit,
+        )
     except NonFiniteLossError as err:
         print(f"metadl train: {err}", file=sys.stderr)
         return 1
@@ -126,8 +131,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     try:
         rows = find_rows(args.rows.split(",") if args.rows else None)
-        settings = BenchSettings(Path(args.out), quick=args.quick, time_limit=args.time_limit, device=args.device,
-                                 data_root=None if args.data_root is None else Path(args.data_root))
+        settings = BenchSettings(
+            Path(args.out),
+            train=not args.no_train,
+            quick=args.quick,
+            time_limit=args.time_limit,
+            device=args.device,
+            data_root=None if args.data_root is None else Path(args.data_root),
+        )
         run_bench(rows, settings)
     except (ValueError, ConfigError) as err:
         print(f"metadl bench: error: {err}", file=sys.stderr)
@@ -146,7 +157,9 @@ def _duration(text: str) -> float:
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     total = 3600 * hours + 60 * minutes + seconds
     if total <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration; write e.g. 90s, 45m, 2h or 1h30m")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive duration; write e.g. 90s, 45m, 2h or 1h30m"
+        )
     return total
 
 
@@ -268,15 +281,36 @@ def build_parser() -> argparse.ArgumentParser:
         "sinusoids), each in its own process, and writes results.json, table.md and curves.png under --out. "
         "Finished runs and unchanged evaluations are reused; runs cut by --time-limit are resumed by the next call.",
     )
-    bench.add_argument("--rows", metavar="NAME[,NAME]", help="only these rows (see --list; default: all)")
+    bench.add_argument(
+        "--rows",
+        metavar="NAME[,NAME]",
+        help="only these rows (see --list; default: all); ROW:LABEL for one cell, e.g. maml-omniglot-5way:1-shot",
+    )
     bench.add_argument("--list", action="store_true", help="list the rows and exit")
-    bench.add_argument("--quick", action="store_true",
-                       help="20 iterations and 50 test episodes per cell, in OUT/quick: checks everything in minutes")
-    bench.add_argument("--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)")
-    bench.add_argument("--data-root", metavar="DIR",
-                       help="folder with one sub-folder per dataset, e.g. ../shared/data (default: download)")
-    bench.add_argument("--time-limit", type=_duration, metavar="DURATION",
-                       help="per training session (e.g. 30m); a later call resumes the run")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="20 iterations and 50 test episodes per cell, in OUT/quick: checks everything in minutes",
+    )
+    bench.add_argument(
+        "--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)"
+    )
+    bench.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="folder with one sub-folder per dataset, e.g. ../shared/data (default: download)",
+    )
+    bench.add_argument(
+        "--time-limit",
+        type=_duration,
+        metavar="DURATION",
+        help="per training session (e.g. 30m); a later call resumes the run",
+    )
+    bench.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: evaluate the runs that exist, mark the others not run",
+    )
     bench.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: each config's)")
     bench.set_defaults(func=_cmd_bench)
 

@@ -213,8 +213,14 @@ def _build_section(cls: type, raw: Any, prefix: str, extra: str | None = None) -
         args = typing.get_args(hints[key])
         kind = next((a for a in args if a is not type(None)), None) if args else hints[key]
         values[key] = _coerce(f"{prefix}.{key}", value, kind, optional=type(None) in args)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.name != extra
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values
+        and f.name != extra
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"missing key {prefix}.{missing[0]}")
     if extra is not None:
@@ -246,15 +252,21 @@ def _signature(builder: Any) -> inspect.Signature:
         return inspect.signature(builder)
 
 
-def _check_kwargs(prefix: str, builder: Any, kwargs: dict[str, Any], reserved: tuple[str, ...]) -> dict[str, Any]:
+def _check_kwargs(
+    prefix: str, builder: Any, kwargs: dict[str, Any], reserved: tuple[str, ...]
+) -> dict[str, Any]:
     """Names in ``kwargs`` must be parameters of ``builder``; values must match their annotated types."""
     params = _signature(builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD and n not in reserved]
+    allowed = [
+        n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD and n not in reserved
+    ]
     out = {}
     for key, value in kwargs.items():
         if key in reserved:
-            raise ConfigError(f"{prefix}.{key} is set by the engine (from the data or the sampler section); remove it")
+            raise ConfigError(
+                f"{prefix}.{key} is set by the engine (from the data or the sampler section); remove it"
+            )
         if key not in params and not takes_any:
             _unknown(f"{prefix}.{key}", allowed)
         kind, optional = _param_kind(params[key]) if key in params else (None, True)
@@ -262,7 +274,9 @@ def _check_kwargs(prefix: str, builder: Any, kwargs: dict[str, Any], reserved: t
     return out
 
 
-def _check_component(prefix: str, raw: Any, registry: dict[str, Any], reserved: tuple[str, ...]) -> ComponentConfig:
+def _check_component(
+    prefix: str, raw: Any, registry: dict[str, Any], reserved: tuple[str, ...]
+) -> ComponentConfig:
     comp = _build_section(ComponentConfig, raw, prefix, extra="kwargs")
     _check_choice(f"{prefix}.name", comp.name, registry)
     return ComponentConfig(comp.name, _check_kwargs(prefix, registry[comp.name], comp.kwargs, reserved))
@@ -277,12 +291,16 @@ def _check_dataset(ds: DatasetConfig) -> DatasetConfig:
     fixed = {k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None}
     if ds.name == SINUSOID:
         if fixed:
-            raise ConfigError(f"dataset.{next(iter(fixed))} does not apply to generated sinusoid tasks; remove it")
+            raise ConfigError(
+                f"dataset.{next(iter(fixed))} does not apply to generated sinusoid tasks; remove it"
+            )
         options = _check_kwargs("dataset", SinusoidSampler, ds.options, ("k_shot", "n_query", "seed"))
     else:
         builder = DATASETS[ds.name]
         if "split" not in inspect.signature(builder).parameters and ds.root is None:
-            raise ConfigError(f"dataset.root is required for {ds.name}: a folder with one sub-folder per split")
+            raise ConfigError(
+                f"dataset.root is required for {ds.name}: a folder with one sub-folder per split"
+            )
         options = _check_kwargs("dataset", builder, {**fixed, **ds.options}, ("split",))
         options = {k: v for k, v in options.items() if k not in fixed}
     return dataclasses.replace(ds, options=options)
@@ -346,7 +364,9 @@ def _check_values(cfg: Config) -> None:
     _check_range("optimizer.step_size", o.step_size, 1)
     _check_range("optimizer.gamma", o.gamma, 0, strict=True)
     if o.momentum and o.name != "sgd":
-        _fail("optimizer.momentum", o.momentum, f"momentum applies to sgd only (optimizer.name is {o.name!r})")
+        _fail(
+            "optimizer.momentum", o.momentum, f"momentum applies to sgd only (optimizer.name is {o.name!r})"
+        )
     _check_range("train.iterations", t.iterations, 1)
     for key in ("val_every", "checkpoint_every"):
         _check_range(f"train.{key}", getattr(t, key), 0)
@@ -428,7 +448,9 @@ def config_diff(a: Config, b: Config) -> list[str]:
     out = []
     for key in da:
         if isinstance(da[key], dict):
-            out += [f"{key}.{k}" for k in sorted(set(da[key]) | set(db[key])) if da[key].get(k) != db[key].get(k)]
+            out += [
+                f"{key}.{k}" for k in sorted(set(da[key]) | set(db[key])) if da[key].get(k) != db[key].get(k)
+            ]
         elif da[key] != db[key]:
             out.append(key)
     return out

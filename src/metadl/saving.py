@@ -79,9 +79,13 @@ def check_spec(spec: Any) -> dict[str, dict[str, Any]]:
     for part in ("backbone", "learner"):
         value = spec[part]
         if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-            raise ValueError(f"spec[{part!r}] must be a dict with a string 'name' and its keyword arguments, got {value!r}")
+            raise ValueError(
+                f"spec[{part!r}] must be a dict with a string 'name' and its keyword arguments, got {value!r}"
+            )
         if part == "learner" and "backbone" in value:
-            raise ValueError("spec['learner'] must not hold 'backbone'; the backbone is described by spec['backbone']")
+            raise ValueError(
+                "spec['learner'] must not hold 'backbone'; the backbone is described by spec['backbone']"
+            )
     try:
         return json.loads(json.dumps(spec, allow_nan=False))
     except (TypeError, ValueError) as err:
@@ -115,8 +119,11 @@ def _describe_mismatch(expected: dict[str, Tensor], actual: dict[str, Tensor]) -
         for k in sorted(set(expected) & set(actual))
         if actual[k].shape != expected[k].shape
     ]
-    parts = [f"{label} {items[:5]}" for label, items in
-             (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)) if items]
+    parts = [
+        f"{label} {items[:5]}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes))
+        if items
+    ]
     return "; ".join(parts)
 
 
@@ -181,7 +188,9 @@ def save_model(
         raise ValueError(f"spec does not build a learner: {err}") from err
     mismatch = _describe_mismatch(expected, weights)
     if mismatch:
-        raise ValueError(f"spec does not describe this learner (rebuilt from the spec vs the learner's state): {mismatch}")
+        raise ValueError(
+            f"spec does not describe this learner (rebuilt from the spec vs the learner's state): {mismatch}"
+        )
     if isinstance(preprocessing, dict):
         preprocessing = Preprocessing.from_dict(preprocessing)
     blob = safetensors_save(weights, metadata={"format": FORMAT})
@@ -210,9 +219,11 @@ def _read_doc(doc_path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(doc_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SavedModelError(f"{doc_path}: not valid JSON ({err}); the file is truncated or corrupt") from None
+        raise SavedModelError(
+            f"{doc_path}: not valid JSON ({err}); the file is truncated or corrupt"
+        ) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise SavedModelError(f"{doc_path}: not a metadl saved model (no \"format\": \"{FORMAT}\")")
+        raise SavedModelError(f'{doc_path}: not a metadl saved model (no "format": "{FORMAT}")')
     version = doc.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise SavedModelError(
@@ -228,7 +239,9 @@ def _read_doc(doc_path: Path) -> dict[str, Any]:
 def _read_weights(folder: Path, doc_path: Path, record: dict[str, Any]) -> dict[str, Tensor]:
     name = record.get("file")
     if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-        raise SavedModelError(f"{doc_path}: weights file {name!r} must be a plain file name inside the model folder")
+        raise SavedModelError(
+            f"{doc_path}: weights file {name!r} must be a plain file name inside the model folder"
+        )
     weights_path = folder / name
     try:
         blob = weights_path.read_bytes()
@@ -273,7 +286,9 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Sa
         learner = learner.to(float_dtypes.pop())
     mismatch = _describe_mismatch(learner.state_dict(), weights)
     if mismatch:
-        raise SavedModelError(f"{folder / doc['weights']['file']}: weights do not match the spec in {doc_path}: {mismatch}")
+        raise SavedModelError(
+            f"{folder / doc['weights']['file']}: weights do not match the spec in {doc_path}: {mismatch}"
+        )
     try:
         learner.load_state_dict(weights, strict=True)
     except RuntimeError as err:
@@ -340,11 +355,17 @@ class SavedModel:
         return self.preprocessing
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        return save_model(path, self.learner, spec=self.spec, preprocessing=self.preprocessing, metadata=self.metadata)
+        return save_model(
+            path, self.learner, spec=self.spec, preprocessing=self.preprocessing, metadata=self.metadata
+        )
 
 
 def predict_folders(
-    model: SavedModel, support: str | os.PathLike[str], query: str | os.PathLike[str], *, batch_size: int = 256
+    model: SavedModel,
+    support: str | os.PathLike[str],
+    query: str | os.PathLike[str],
+    *,
+    batch_size: int = 256,
 ) -> list[dict[str, Any]]:
     """Adapt ``model`` to ``support/<class>/<image>`` and classify every image below ``query``.
 
@@ -364,5 +385,12 @@ def predict_folders(
     for file, p in zip(qry.files, proba.tolist(), strict=True):
         best = max(range(len(p)), key=p.__getitem__)
         rel = file.relative_to(root).as_posix() if root.is_dir() else str(file)
-        rows.append({"file": rel, "label": names[best], "probability": p[best], "probabilities": dict(zip(names, p, strict=True))})
+        rows.append(
+            {
+                "file": rel,
+                "label": names[best],
+                "probability": p[best],
+                "probabilities": dict(zip(names, p, strict=True)),
+            }
+        )
     return rows

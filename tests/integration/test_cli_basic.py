@@ -47,7 +47,9 @@ def test_bad_argument_is_rejected_clearly(capsys):
     assert "must be a positive integer, got 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("0.5h", 1800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("0.5h", 1800)]
+)
 def test_time_limits_are_read_with_their_unit(text, seconds):
     args = build_parser().parse_args(["train", "some.yaml", "--time-limit", text])
     assert args.time_limit == seconds

@@ -33,11 +33,22 @@ def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("predict")
     torch.manual_seed(0)
     train = synthetic_glyphs("train", num_classes=30, examples_per_class=8)
-    spec = {"backbone": {"name": "conv4", "in_channels": 1, "hidden": 16, "image_size": 28},
-            "learner": {"name": "protonet", "n_way": 5}}
-    learner = create_learner("protonet", backbone=create_backbone("conv4", in_channels=1, hidden=16, image_size=28), n_way=5)
+    spec = {
+        "backbone": {"name": "conv4", "in_channels": 1, "hidden": 16, "image_size": 28},
+        "learner": {"name": "protonet", "n_way": 5},
+    }
+    learner = create_learner(
+        "protonet", backbone=create_backbone("conv4", in_channels=1, hidden=16, image_size=28), n_way=5
+    )
     sampler = EpisodeSampler(train, n_way=5, k_shot=SHOTS, n_query=3, seed=0)
-    meta_train(learner, sampler, torch.optim.Adam(learner.parameters(), 3e-3), iterations=8, meta_batch=1, progress=False)
+    meta_train(
+        learner,
+        sampler,
+        torch.optim.Adam(learner.parameters(), 3e-3),
+        iterations=8,
+        meta_batch=1,
+        progress=False,
+    )
     pre = Preprocessing.for_dataset(train.data, resample="box", fit="pad")
     assert pre.background == "dark"
     save_model(root / "model", learner, spec=spec, preprocessing=pre)
@@ -52,7 +63,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
                 page = Image.fromarray(255 - img).resize((56, 56), Image.Resampling.BICUBIC).convert("RGB")
                 page.save(root / "support" / name / f"{k}.png")
             else:
-                for kind, pic in (("bright", Image.fromarray(img)), ("dark", Image.fromarray(255 - img).convert("RGBA"))):
+                for kind, pic in (
+                    ("bright", Image.fromarray(img)),
+                    ("dark", Image.fromarray(255 - img).convert("RGBA")),
+                ):
                     (root / "query" / kind).mkdir(parents=True, exist_ok=True)
                     pic.save(root / "query" / kind / f"{name}_{k}.png")
     return {"model": root / "model", "support": root / "support", "query": root / "query"}
@@ -60,9 +74,21 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 def test_predict_json_through_the_console(files):
     run = subprocess.run(
-        [sys.executable, "-m", "metadl.cli", "predict", str(files["model"]), "--support", str(files["support"]),
-         "--query", str(files["query"]), "--json"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "metadl.cli",
+            "predict",
+            str(files["model"]),
+            "--support",
+            str(files["support"]),
+            "--query",
+            str(files["query"]),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     rows = json.loads(run.stdout)
@@ -83,7 +109,19 @@ def test_predict_json_through_the_console(files):
 
 
 def test_predict_tab_separated_lines(files, capsys):
-    assert main(["predict", str(files["model"]), "--support", str(files["support"]), "--query", str(files["query"] / "bright")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(files["model"]),
+                "--support",
+                str(files["support"]),
+                "--query",
+                str(files["query"] / "bright"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(CLASSES) * QUERIES
     for line in lines:
@@ -93,8 +131,23 @@ def test_predict_tab_separated_lines(files, capsys):
 
 def test_predict_reports_a_bad_support_folder_without_a_traceback(files, tmp_path, capsys):
     (tmp_path / "support" / "empty").mkdir(parents=True)
-    assert main(["predict", str(files["model"]), "--support", str(tmp_path / "support"), "--query", str(files["query"])]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(files["model"]),
+                "--support",
+                str(tmp_path / "support"),
+                "--query",
+                str(files["query"]),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("metadl predict: error: class folder") and "empty holds no images" in err
-    assert main(["predict", str(tmp_path), "--support", str(files["support"]), "--query", str(files["query"])]) == 2
+    assert (
+        main(["predict", str(tmp_path), "--support", str(files["support"]), "--query", str(files["query"])])
+        == 2
+    )
     assert "not a metadl saved model folder" in capsys.readouterr().err

@@ -26,7 +26,9 @@ def write_images(root: Path, classes: int = 5, per_class: int = 5, size: int = 8
             pattern = rng.random((size, size)) < 0.5
             for i in range(per_class):
                 noisy = pattern ^ (rng.random((size, size)) < 0.1)
-                Image.fromarray((noisy * 255).astype(np.uint8), mode="L").save(root / split / f"c{c}" / f"{i}.png")
+                Image.fromarray((noisy * 255).astype(np.uint8), mode="L").save(
+                    root / split / f"c{c}" / f"{i}.png"
+                )
     return root
 
 
@@ -34,18 +36,41 @@ def write_images(root: Path, classes: int = 5, per_class: int = 5, size: int = 8
 def trained_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     config = tmp / "tiny.yaml"
-    config.write_text(yaml.safe_dump({
-        "seed": 1, "device": "cpu",
-        "dataset": {"name": "image_folder", "root": str(write_images(tmp / "images")), "image_size": 8},
-        "sampler": {"ways": 3, "shots": 1, "queries": 2, "meta_batch": 2},
-        "backbone": {"name": "mlp", "hidden": [16]}, "learner": {"name": "protonet"},
-        "train": {"iterations": 20, "val_every": 10, "checkpoint_every": 10, "val_episodes": 5},
-        "eval": {"episodes": 30, "queries": 3},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "seed": 1,
+                "device": "cpu",
+                "dataset": {
+                    "name": "image_folder",
+                    "root": str(write_images(tmp / "images")),
+                    "image_size": 8,
+                },
+                "sampler": {"ways": 3, "shots": 1, "queries": 2, "meta_batch": 2},
+                "backbone": {"name": "mlp", "hidden": [16]},
+                "learner": {"name": "protonet"},
+                "train": {"iterations": 20, "val_every": 10, "checkpoint_every": 10, "val_episodes": 5},
+                "eval": {"episodes": 30, "queries": 3},
+            }
+        )
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train", str(config), "--out", str(tmp / "run"), "--no-progress", "--set", "optimizer.lr=0.005"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(config),
+                    "--out",
+                    str(tmp / "run"),
+                    "--no-progress",
+                    "--set",
+                    "optimizer.lr=0.005",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     return tmp / "run", config
@@ -53,7 +78,14 @@ def trained_run(tmp_path_factory):
 
 def test_train_writes_the_run_folder(trained_run):
     run, _ = trained_run
-    for name in ("config.yaml", "metrics.csv", "learning_curves.png", "last.ckpt", "best.ckpt", "model/metadl.json"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "learning_curves.png",
+        "last.ckpt",
+        "best.ckpt",
+        "model/metadl.json",
+    ):
         assert (run / name).is_file(), name
     assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["lr"] == 0.005
     assert len((run / "metrics.csv").read_text().splitlines()) == 21
@@ -61,7 +93,17 @@ def test_train_writes_the_run_folder(trained_run):
 
 def test_eval_json_end_to_end(trained_run):
     run, _ = trained_run
-    cmd = [sys.executable, "-m", "metadl.cli", "eval", str(run), "--json", "--episodes", "25", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "metadl.cli",
+        "eval",
+        str(run),
+        "--json",
+        "--episodes",
+        "25",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     report = json.loads(out)
@@ -79,7 +121,24 @@ def test_eval_of_run_checkpoint_and_saved_model_agree(trained_run, capsys):
         reports.append(json.loads(capsys.readouterr().out))
     assert reports[0] == reports[1]  # the same episodes, the same scores
     assert reports[0]["mean"] == pytest.approx(reports[2]["mean"]) == pytest.approx(reports[3]["mean"])
-    assert main(["eval", str(run), "--ways", "2", "--shots", "2", "--seed", "9", "--episodes", "10", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--ways",
+                "2",
+                "--shots",
+                "2",
+                "--seed",
+                "9",
+                "--episodes",
+                "10",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "2-way 2-shot on image_folder test (seed 9): accuracy" in capsys.readouterr().out
 
 
@@ -107,6 +166,11 @@ def test_a_saved_model_without_a_recorded_config_is_evaluated_on_given_data(trai
     assert "records no training config; pass --config" in capsys.readouterr().err
     reports = []
     for target in (run / "model", tmp_path / "bare"):
-        assert main(["eval", str(target), "--config", str(config), "--json", "--episodes", "20", "--no-progress"]) == 0
+        assert (
+            main(
+                ["eval", str(target), "--config", str(config), "--json", "--episodes", "20", "--no-progress"]
+            )
+            == 0
+        )
         reports.append(json.loads(capsys.readouterr().out))
     assert reports[0]["mean"] == reports[1]["mean"] and reports[0]["queries"] == 3

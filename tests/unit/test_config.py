@@ -25,7 +25,11 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 
 def minimal(**sections) -> dict:
-    raw = {"dataset": {"name": "sinusoid"}, "backbone": {"name": "mlp", "hidden": [8]}, "learner": {"name": "maml"}}
+    raw = {
+        "dataset": {"name": "sinusoid"},
+        "backbone": {"name": "mlp", "hidden": [8]},
+        "learner": {"name": "maml"},
+    }
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
     return raw
@@ -39,13 +43,23 @@ def write(tmp_path, raw) -> Path:
 
 def test_the_shipped_configs_are_the_expected_experiments():
     names = {p.stem for p in CONFIGS}
-    assert {"demo", "protonet_omniglot_5w1s", "maml_omniglot_5w1s", "maml_sinusoid", "metasgd_sinusoid"} <= names
+    assert {
+        "demo",
+        "protonet_omniglot_5w1s",
+        "maml_omniglot_5w1s",
+        "maml_sinusoid",
+        "metasgd_sinusoid",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_config_loads_and_builds_its_learner(path):
     raw = yaml.safe_load(path.read_text())
-    missing = [n for n in (raw["learner"]["name"], raw["dataset"]["name"]) if n not in {*LEARNERS, *DATASETS, "sinusoid"}]
+    missing = [
+        n
+        for n in (raw["learner"]["name"], raw["dataset"]["name"])
+        if n not in {*LEARNERS, *DATASETS, "sinusoid"}
+    ]
     if missing:
         pytest.skip(f"{missing} not registered yet")
     cfg = load_config(path)
@@ -63,10 +77,16 @@ def test_every_shipped_config_loads_and_builds_its_learner(path):
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (minimal(trian={"iterations": 3}), r"unknown key 'trian' \(did you mean 'train'\?\); allowed keys here: backbone, "),
+        (
+            minimal(trian={"iterations": 3}),
+            r"unknown key 'trian' \(did you mean 'train'\?\); allowed keys here: backbone, ",
+        ),
         (minimal(train={"iteration": 3}), r"unknown key 'train.iteration' \(did you mean 'iterations'\?\)"),
-        (minimal(learner={"inner_rl": 0.1}), r"unknown key 'learner.inner_rl' \(did you mean 'inner_lr'\?\); allowed keys "
-                                             r"here: .*eval_inner_steps.*first_order"),
+        (
+            minimal(learner={"inner_rl": 0.1}),
+            r"unknown key 'learner.inner_rl' \(did you mean 'inner_lr'\?\); allowed keys "
+            r"here: .*eval_inner_steps.*first_order",
+        ),
         (minimal(backbone={"hiden": [8]}), r"unknown key 'backbone.hiden' \(did you mean 'hidden'\?\)"),
         (minimal(dataset={"name": "omniglot", "protocl": "lake"}), r"unknown key 'dataset.protocl'"),
         (minimal(dataset={"root": "x"}), r"dataset.root does not apply to generated sinusoid tasks"),
@@ -75,14 +95,26 @@ def test_every_shipped_config_loads_and_builds_its_learner(path):
         (minimal(sampler={"ways": 0}), r"sampler.ways = 0 is not allowed: must be >= 1"),
         (minimal(sampler={"shots": 1.5}), r"sampler.shots = 1.5 is not allowed: expected int, got float"),
         (minimal(sampler={"shots": True}), r"sampler.shots = True is not allowed: expected int"),
-        (minimal(optimizer={"schedule": "cosin"}), r"optimizer.schedule = 'cosin' is not allowed: choose one of "
-                                                   r"\['cosine', 'none', 'step'\] \(did you mean 'cosine'\?\)"),
+        (
+            minimal(optimizer={"schedule": "cosin"}),
+            r"optimizer.schedule = 'cosin' is not allowed: choose one of "
+            r"\['cosine', 'none', 'step'\] \(did you mean 'cosine'\?\)",
+        ),
         (minimal(optimizer={"lr": -1}), r"optimizer.lr = -1.0 is not allowed: must be > 0"),
         (minimal(optimizer={"momentum": 0.9}), r"momentum applies to sgd only"),
-        (minimal(learner={"name": "mamll"}), r"learner.name = 'mamll' is not allowed: choose one of .*\(did you mean 'maml'\?\)"),
-        (minimal(learner={"first_order": "yes"}), r"learner.first_order = 'yes' is not allowed: expected bool"),
+        (
+            minimal(learner={"name": "mamll"}),
+            r"learner.name = 'mamll' is not allowed: choose one of .*\(did you mean 'maml'\?\)",
+        ),
+        (
+            minimal(learner={"first_order": "yes"}),
+            r"learner.first_order = 'yes' is not allowed: expected bool",
+        ),
         (minimal(learner={"inner_steps": 1.0}), r"learner.inner_steps = 1.0 is not allowed: expected int"),
-        (minimal(backbone={"name": "conv5"}), r"backbone.name = 'conv5' is not allowed: choose one of \[.*'conv4'"),
+        (
+            minimal(backbone={"name": "conv5"}),
+            r"backbone.name = 'conv5' is not allowed: choose one of \[.*'conv4'",
+        ),
         (minimal(device="gpu"), r"device = 'gpu' is not allowed: choose auto, cpu, cuda, cuda:N or mps"),
         (minimal(train={"grad_clip": 0}), r"train.grad_clip = 0.0 is not allowed: must be > 0"),
         ({"backbone": {"name": "mlp"}, "learner": {"name": "maml"}}, r"missing section 'dataset'"),
@@ -99,8 +131,19 @@ def test_bad_configs_fail_at_load_naming_key_value_and_allowed(tmp_path, raw, me
 
 def test_overrides_are_typed_by_the_field_they_set(tmp_path):
     path = write(tmp_path, minimal(dataset={"name": "image_folder", "root": "data"}))
-    cfg = load_config(path, ["optimizer.lr=1", "learner.inner_lr=0.1", "train.grad_clip=10", "dataset.split=2024",
-                             "learner.first_order=true", "seed=7", "dataset.val_split=null", "backbone.hidden=[4, 4]"])
+    cfg = load_config(
+        path,
+        [
+            "optimizer.lr=1",
+            "learner.inner_lr=0.1",
+            "train.grad_clip=10",
+            "dataset.split=2024",
+            "learner.first_order=true",
+            "seed=7",
+            "dataset.val_split=null",
+            "backbone.hidden=[4, 4]",
+        ],
+    )
     assert cfg.optimizer.lr == 1.0 and isinstance(cfg.optimizer.lr, float)
     assert cfg.learner.kwargs["inner_lr"] == 0.1 and cfg.learner.kwargs["first_order"] is True
     assert cfg.train.grad_clip == 10.0 and cfg.dataset.split == "2024" and cfg.seed == 7

@@ -23,8 +23,10 @@ from metadl.saving import (
 )
 from metadl.tasks.task import TaskBatch
 
-IMAGE_SPEC = {"backbone": {"name": "conv4", "in_channels": 1, "hidden": 8, "image_size": 16},
-              "learner": {"name": "protonet", "n_way": 3, "learn_temperature": True}}
+IMAGE_SPEC = {
+    "backbone": {"name": "conv4", "in_channels": 1, "hidden": 8, "image_size": 16},
+    "learner": {"name": "protonet", "n_way": 3, "learn_temperature": True},
+}
 
 
 def vector_spec(name: str) -> dict:
@@ -76,18 +78,26 @@ def assert_round_trip(spec: dict, x_shape: tuple[int, ...], tmp_path: Path) -> S
     for a, b in zip(before, outputs(model.learner, batch), strict=True):
         assert torch.equal(a, b)
     fresh = build_from_spec(spec).state_dict()
-    assert any(not torch.equal(fresh[k], v) for k, v in learner.state_dict().items())  # the weights came from the file
+    assert any(
+        not torch.equal(fresh[k], v) for k, v in learner.state_dict().items()
+    )  # the weights came from the file
     return model
 
 
 def test_protonet_conv4_round_trip_is_exact_and_keeps_preprocessing_and_metadata(tmp_path):
     learner = trained_like(IMAGE_SPEC)
     pre = Preprocessing(image_size=16, background="dark", resample="box")
-    folder = save_model(tmp_path / "m", learner, spec=IMAGE_SPEC, preprocessing=pre, metadata={"val_acc": 0.5})
+    folder = save_model(
+        tmp_path / "m", learner, spec=IMAGE_SPEC, preprocessing=pre, metadata={"val_acc": 0.5}
+    )
     assert sorted(p.name for p in folder.iterdir()) == [DOC_NAME, WEIGHTS_NAME]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left behind
     model = metadl.load(folder / DOC_NAME)
-    assert model.preprocessing == pre and model.metadata == {"val_acc": 0.5} and model.metadl_version == metadl.__version__
+    assert (
+        model.preprocessing == pre
+        and model.metadata == {"val_acc": 0.5}
+        and model.metadl_version == metadl.__version__
+    )
     assert not model.learner.training
     assert_round_trip(IMAGE_SPEC, (1, 16, 16), tmp_path / "again")
 
@@ -174,7 +184,9 @@ def test_corrupted_weights_are_rejected_naming_the_file(saved):
     blob = bytearray(weights.read_bytes())
     blob[-3] ^= 0xFF
     weights.write_bytes(bytes(blob))
-    with pytest.raises(SavedModelError, match=rf"{WEIGHTS_NAME}: sha256 [0-9a-f]{{64}} but .*records .*corrupt"):
+    with pytest.raises(
+        SavedModelError, match=rf"{WEIGHTS_NAME}: sha256 [0-9a-f]{{64}} but .*records .*corrupt"
+    ):
         load(saved)
 
 
@@ -205,15 +217,26 @@ def test_truncated_json_is_rejected_naming_the_file(saved):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["spec"]["backbone"].update(hidden=16), r"weights do not match the spec in .*shape differs"),
-        (lambda d: d["spec"].update(backbone={"name": "mlp", "in_features": 256, "hidden": [8]}),
-         r"weights do not match the spec.*missing \['backbone\.net\.0\.bias'.*unexpected \['backbone\.encoder"),
-        (lambda d: d["spec"]["learner"].update(name="nonexistent"), r"the spec does not build a learner: unknown learner"),
+        (
+            lambda d: d["spec"]["backbone"].update(hidden=16),
+            r"weights do not match the spec in .*shape differs",
+        ),
+        (
+            lambda d: d["spec"].update(backbone={"name": "mlp", "in_features": 256, "hidden": [8]}),
+            r"weights do not match the spec.*missing \['backbone\.net\.0\.bias'.*unexpected \['backbone\.encoder",
+        ),
+        (
+            lambda d: d["spec"]["learner"].update(name="nonexistent"),
+            r"the spec does not build a learner: unknown learner",
+        ),
         (lambda d: d["spec"]["backbone"].update(widths=3), r"the spec does not build a learner: .*widths"),
         (lambda d: d.update(format_version=99), r"format_version 99 .*upgrade metadl"),
         (lambda d: d.update(format="something else"), r"not a metadl saved model"),
         (lambda d: d["weights"].update(file="../elsewhere.safetensors"), r"must be a plain file name"),
-        (lambda d: d.update(preprocessing={"image_size": 28, "channels": 2}), r"bad preprocessing: .*channels=2"),
+        (
+            lambda d: d.update(preprocessing={"image_size": 28, "channels": 2}),
+            r"bad preprocessing: .*channels=2",
+        ),
     ],
 )
 def test_a_mismatched_or_malformed_description_is_rejected(saved, change, message):

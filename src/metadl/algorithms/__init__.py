@@ -4,4 +4,13 @@ from metadl.algorithms.base import Learner, LearnerOutput, Predictor, query_loss
 from metadl.algorithms.inner_loop import convert_batch_norm
 from metadl.algorithms.registry import LEARNERS, create_learner, list_learners
 
-__all__ = ["LEARNERS", "Learner", "LearnerOutput", "Predictor", "convert_batch_norm", "create_learner", "list_learners", "query_loss"]
+__all__ = [
+    "LEARNERS",
+    "Learner",
+    "LearnerOutput",
+    "Predictor",
+    "convert_batch_norm",
+    "create_learner",
+    "list_learners",
+    "query_loss",
+]

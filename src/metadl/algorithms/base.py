@@ -100,7 +100,9 @@ class Predictor:
 
     def predict_proba(self, x: Tensor) -> Tensor:
         if self.classes_ is None:
-            raise ValueError("predict_proba is for classification; this predictor was adapted to regression targets")
+            raise ValueError(
+                "predict_proba is for classification; this predictor was adapted to regression targets"
+            )
         return self.decision_function(x).softmax(-1)
 
     def predict(self, x: Tensor) -> Tensor:

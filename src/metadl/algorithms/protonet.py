@@ -25,7 +25,11 @@ def prototype_logits(query_z: Tensor, protos: Tensor, distance: str, scale: Tens
     """``query_z (T, Q, D)``, ``protos (T, N, D)`` -> ``(T, Q, N)`` logits = -scale * distance."""
     if distance == "euclidean":
         # ||q - p||^2 expanded; one batched matmul instead of a (T, Q, N, D) difference tensor.
-        sq = query_z.pow(2).sum(-1, keepdim=True) - 2 * query_z @ protos.transpose(1, 2) + protos.pow(2).sum(-1).unsqueeze(1)
+        sq = (
+            query_z.pow(2).sum(-1, keepdim=True)
+            - 2 * query_z @ protos.transpose(1, 2)
+            + protos.pow(2).sum(-1).unsqueeze(1)
+        )
         return -scale * sq
     cos = F.normalize(query_z, dim=-1) @ F.normalize(protos, dim=-1).transpose(1, 2)
     return scale * cos
@@ -54,7 +58,9 @@ class ProtoNet(nn.Module):
         torch.Size([2, 3, 3])
     """
 
-    def __init__(self, *, backbone: Backbone, n_way: int, distance: str = "euclidean", learn_temperature: bool = False) -> None:
+    def __init__(
+        self, *, backbone: Backbone, n_way: int, distance: str = "euclidean", learn_temperature: bool = False
+    ) -> None:
         super().__init__()
         if distance not in DISTANCES:
             raise ValueError(f"distance={distance!r}; choose one of {DISTANCES}")
@@ -81,4 +87,6 @@ class ProtoNet(nn.Module):
         classes, y = encode_labels(support_y)
         protos = prototypes(self.embed(support_x.unsqueeze(0)), y.unsqueeze(0), len(classes))
         scale = self.log_scale.exp()
-        return Predictor(lambda x: prototype_logits(self.embed(x.unsqueeze(0)), protos, self.distance, scale)[0], classes)
+        return Predictor(
+            lambda x: prototype_logits(self.embed(x.unsqueeze(0)), protos, self.distance, scale)[0], classes
+        )

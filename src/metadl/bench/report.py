@@ -39,27 +39,38 @@ def _training(training: dict[str, Any]) -> str:
     return f"{its}, {_duration(training['seconds'])}"
 
 
+def _memory(training: dict[str, Any] | None) -> str:
+    if training is None:
+        return "-"
+    return "?" if training["peak_rss_mib"] is None else f"{training['peak_rss_mib'] / 1024:.2f} GiB"
+
+
 def render_table(results: dict[str, Any], *, quick: bool = False) -> str:
     """Markdown: one line per row of ``results``, cells separated by " / ", in the order of :data:`ROWS`."""
     lines = []
     if quick:
-        lines.append("**Quick mode: 20 training iterations and 50 test episodes per cell; these figures mean nothing.**\n")
+        lines.append(
+            "**Quick mode: 20 training iterations and 50 test episodes per cell; these figures mean nothing.**\n"
+        )
     lines += [
         "| setting | published | metadl (mean ± 95% CI) | test episodes | training iterations, time | peak memory | source | command |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    order = [row.name for row in ROWS if row.name in results] + sorted(set(results) - {row.name for row in ROWS})
+    order = [row.name for row in ROWS if row.name in results] + sorted(
+        set(results) - {row.name for row in ROWS}
+    )
     for name in order:
         row = results[name]
         cells = row["cells"]
         published = " / ".join("report" if c["published"] is None else f"{c['published']:g}" for c in cells)
-        scores = " / ".join(f"{c['label']}: {_score(c['score'])}" for c in cells)
-        episodes = " / ".join(str(c["score"]["episodes"]) for c in cells)
-        training = " / ".join(_training(c["training"]) for c in cells)
-        memory = " / ".join("?" if c["training"]["peak_rss_mib"] is None else f"{c['training']['peak_rss_mib'] / 1024:.2f} GiB"
-                            for c in cells)
+        scores = " / ".join(f"{c['label']}: {_score(c['score']) if c['score'] else 'not run'}" for c in cells)
+        episodes = " / ".join(str(c["score"]["episodes"]) if c["score"] else "-" for c in cells)
+        training = " / ".join(_training(c["training"]) if c["training"] else "-" for c in cells)
+        memory = " / ".join(_memory(c["training"]) for c in cells)
         command = f"`metadl bench --rows {name}{' --quick' if quick else ''}`"
-        lines.append(f"| {row['setting']} | {published} | {scores} | {episodes} | {training} | {memory} | {row['source']} | {command} |")
+        lines.append(
+            f"| {row['setting']} | {published} | {scores} | {episodes} | {training} | {memory} | {row['source']} | {command} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -68,12 +79,18 @@ def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
     curves = {}
     for row in results.values():
         for cell in row["cells"]:
+            if cell["training"] is None:
+                continue
             run_dir = Path(cell["training"]["run_dir"])
             metrics = run_dir / "metrics.csv"
             if run_dir.name in curves or not metrics.is_file():
                 continue
-            rows = [r for r in read_metrics(metrics) if "time_s" in r and any(k.startswith("val_") for k in r)]
-            metric = next((k for k in rows[0] if k.startswith("val_") and k != "val_ci95"), None) if rows else None
+            rows = [
+                r for r in read_metrics(metrics) if "time_s" in r and any(k.startswith("val_") for k in r)
+            ]
+            metric = (
+                next((k for k in rows[0] if k.startswith("val_") and k != "val_ci95"), None) if rows else None
+            )
             if metric is not None:
                 curves[run_dir.name] = (metric, [r["time_s"] / 3600 for r in rows], [r[metric] for r in rows])
     if not curves:

@@ -31,8 +31,11 @@ from metadl.training.checkpoint import atomic_write_bytes
 
 QUICK_ITERATIONS, QUICK_EPISODES = 20, 50
 # glibc malloc otherwise releases and re-faults large buffers every iteration (docs/benchmarks.md).
-MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184",
-                 "MALLOC_TOP_PAD_": "1073741824"}
+MALLOC_TUNING = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class BenchSettings:
 
     ``data_root`` holds one folder per dataset (``DIR/omniglot``); ``None`` keeps each config's root
     (which downloads). ``time_limit``: seconds per training session (``None``: train to the end).
+    ``train=False`` trains nothing: the runs that exist are evaluated as they are, the others marked "not run".
     """
 
     out: Path
@@ -48,6 +52,7 @@ class BenchSettings:
     data_root: Path | None = None
     time_limit: float | None = None
     device: str | None = None
+    train: bool = True
 
     @property
     def folder(self) -> Path:
@@ -63,7 +68,11 @@ def training_overrides(cell: Cell, settings: BenchSettings) -> list[str]:
     if settings.device is not None:
         sets.append(f"device={settings.device}")
     if settings.quick:
-        sets += [f"train.iterations={QUICK_ITERATIONS}", "train.val_every=0", f"train.checkpoint_every={QUICK_ITERATIONS}"]
+        sets += [
+            f"train.iterations={QUICK_ITERATIONS}",
+            "train.val_every=0",
+            f"train.checkpoint_every={QUICK_ITERATIONS}",
+        ]
     return sets
 
 
@@ -78,8 +87,9 @@ def run_process(args: list[str], log_file: Path) -> tuple[int, float, float]:
     with open(log_file, "a") as log:
         log.write(f"$ metadl {' '.join(args)}\n")
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "metadl.cli", *args], stdout=log, stderr=subprocess.STDOUT,
-                                env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "metadl.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen so it does not wait again
     return proc.returncode, time.monotonic() - start, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
@@ -95,37 +105,60 @@ def _progress(run_dir: Path) -> tuple[int, int] | None:
     return int(load_checkpoint(run_dir / LAST)["iteration"]), resumed_config(run_dir).train.iterations
 
 
-def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) -> dict[str, Any]:
-    """Train (or resume, or reuse) the cell's run; returns its training record."""
+def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Train (or resume, or reuse) the cell's run; returns its training record.
+
+    With ``settings.train`` off, nothing is trained: the record of the run as it is, ``None`` if there is none.
+    """
     run_dir = settings.folder / "runs" / cell.run_name
     record_file = run_dir / "bench.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {"sessions": []}
     progress = _progress(run_dir)
-    if progress is None or progress[0] < progress[1]:
+    if not settings.train:
+        if progress is None:
+            return None
+    elif progress is None or progress[0] < progress[1]:
         if progress is None:
             if (run_dir / "config.yaml").exists():  # started but killed before its first checkpoint
                 args = ["train", "--resume", str(run_dir)]
             else:
-                args = ["train", str(find_config(cell.config)), "--out", str(run_dir),
-                        *(f"--set={s}" for s in training_overrides(cell, settings))]
+                args = [
+                    "train",
+                    str(find_config(cell.config)),
+                    "--out",
+                    str(run_dir),
+                    *(f"--set={s}" for s in training_overrides(cell, settings)),
+                ]
         else:
             args = ["train", "--resume", str(run_dir)]
         if settings.time_limit is not None:
             args += ["--time-limit", f"{settings.time_limit:.3f}s"]
         start = 0 if progress is None else progress[0]
-        log(f"training {cell.run_name} from iteration {start}" + (f" ({cell.config} {' '.join(cell.overrides)})"))
+        log(
+            f"training {cell.run_name} from iteration {start}"
+            + (f" ({cell.config} {' '.join(cell.overrides)})")
+        )
         code, seconds, peak = run_process([*args, "--no-progress"], run_dir.parent / f"{cell.run_name}.log")
         if code != 0:
-            raise RuntimeError(f"training {cell.run_name} failed (exit {code}); see {run_dir.parent / f'{cell.run_name}.log'}")
+            raise RuntimeError(
+                f"training {cell.run_name} failed (exit {code}); see {run_dir.parent / f'{cell.run_name}.log'}"
+            )
         progress = _progress(run_dir)
         assert progress is not None
-        record["sessions"].append({"from": start, "to": progress[0], "seconds": round(seconds, 1),
-                                   "peak_rss_mib": round(peak, 1)})
+        record["sessions"].append(
+            {"from": start, "to": progress[0], "seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1)}
+        )
         atomic_write_bytes(record_file, (json.dumps(record, indent=1) + "\n").encode())
     done, planned = progress
-    return {"run": cell.run_name, "run_dir": str(run_dir), "iterations": done, "planned": planned,
-            "complete": done >= planned, "seconds": _training_seconds(run_dir, record),
-            "peak_rss_mib": max((s["peak_rss_mib"] for s in record["sessions"]), default=None)}
+    return {
+        "run": cell.run_name,
+        "run_dir": str(run_dir),
+        "iterations": done,
+        "planned": planned,
+        "complete": done >= planned,
+        "seconds": _training_seconds(run_dir, record),
+        "peak_rss_mib": max((s["peak_rss_mib"] for s in record["sessions"]), default=None),
+    }
 
 
 def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:
@@ -138,29 +171,56 @@ def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:
     return sum(s["seconds"] for s in record["sessions"]) or None
 
 
-def evaluate_cell(cell: Cell, row: Row, training: dict[str, Any], settings: BenchSettings,
-                  previous: dict[str, Any] | None, log: Callable[[str], None]) -> dict[str, Any]:
+def evaluate_cell(
+    cell: Cell,
+    row: Row,
+    training: dict[str, Any],
+    settings: BenchSettings,
+    previous: dict[str, Any] | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Score the cell's run on its test episodes (reusing ``previous`` when nothing changed)."""
     episodes = QUICK_EPISODES if settings.quick else row.episodes
-    key = {"run": cell.run_name, "iteration": training["iterations"], "ways": cell.ways, "shots": cell.shots,
-           "episodes": episodes}
+    key = {
+        "run": cell.run_name,
+        "iteration": training["iterations"],
+        "ways": cell.ways,
+        "shots": cell.shots,
+        "episodes": episodes,
+    }
     if previous is not None and previous.get("key") == key:
         return previous
-    args = ["eval", training["run_dir"], "--shots", str(cell.shots), "--episodes", str(episodes), "--json",
-            "--no-progress"]
+    args = [
+        "eval",
+        training["run_dir"],
+        "--shots",
+        str(cell.shots),
+        "--episodes",
+        str(episodes),
+        "--json",
+        "--no-progress",
+    ]
     if cell.ways is not None:
         args += ["--ways", str(cell.ways)]
     if settings.device is not None:
         args += ["--device", settings.device]
-    log(f"evaluating {cell.run_name} {cell.label} ({'' if cell.ways is None else f'{cell.ways}-way '}"
-        f"{cell.shots}-shot, {episodes} episodes)")
+    log(
+        f"evaluating {cell.run_name} {cell.label} ({'' if cell.ways is None else f'{cell.ways}-way '}"
+        f"{cell.shots}-shot, {episodes} episodes)"
+    )
     out_file = Path(training["run_dir"]).parent / f"{cell.run_name}.eval.log"
     code, seconds, _ = run_process(args, out_file)
     if code != 0:
         raise RuntimeError(f"evaluating {cell.run_name} failed (exit {code}); see {out_file}")
     report = json.loads(out_file.read_text().strip().splitlines()[-1])
-    return {"key": key, "mean": report["mean"], "ci95": report["ci95"], "episodes": report["episodes"],
-            "metric": report["metric"], "seconds": round(seconds, 1)}
+    return {
+        "key": key,
+        "mean": report["mean"],
+        "ci95": report["ci95"],
+        "episodes": report["episodes"],
+        "metric": report["metric"],
+        "seconds": round(seconds, 1),
+    }
 
 
 def read_results(folder: Path) -> dict[str, Any]:
@@ -184,11 +244,22 @@ def run_bench(rows: list[Row], settings: BenchSettings, log: Callable[[str], Non
         cells = []
         for cell in row.cells:
             training = train_cell(cell, settings, log)
+            if training is None:
+                log(f"{row.name} {cell.label}: not run ({cell.run_name} has no checkpoint)")
+                cells.append(
+                    {"label": cell.label, "published": cell.published, "training": None, "score": None}
+                )
+                continue
             score = evaluate_cell(cell, row, training, settings, old.get(cell.label, {}).get("score"), log)
-            cells.append({"label": cell.label, "published": cell.published, "training": training, "score": score})
-            log(f"{row.name} {cell.label}: {score['mean']:.4g} ± {score['ci95']:.2g} ({score['metric']}, "
-                f"{score['episodes']} episodes; published {cell.published})")
-        result = {"setting": row.setting, "source": row.source, "cells": cells}
+            cells.append(
+                {"label": cell.label, "published": cell.published, "training": training, "score": score}
+            )
+            log(
+                f"{row.name} {cell.label}: {score['mean']:.4g} ± {score['ci95']:.2g} ({score['metric']}, "
+                f"{score['episodes']} episodes; published {cell.published})"
+            )
+        merged = {**old, **{c["label"]: c for c in cells}}  # cells not run this time keep their results
+        result = {"setting": row.setting, "source": row.source, "cells": list(merged.values())}
         atomic_write_bytes(row_file, (json.dumps(result, indent=1) + "\n").encode())
     results = read_results(folder)
     atomic_write_bytes(folder / "table.md", render_table(results, quick=settings.quick).encode())

@@ -109,7 +109,9 @@ class Preprocessing:
             if value is not None:
                 value = tuple(float(v) for v in value)
                 if len(value) != self.channels:
-                    raise ValueError(f"preprocessing {key} needs {self.channels} values (one per channel), got {value}")
+                    raise ValueError(
+                        f"preprocessing {key} needs {self.channels} values (one per channel), got {value}"
+                    )
                 object.__setattr__(self, key, value)
         if self.std is not None and min(self.std) <= 0:
             raise ValueError(f"preprocessing std must be > 0, got {self.std}")
@@ -154,7 +156,11 @@ class Preprocessing:
         sample = sample / 255.0 if data.dtype == torch.uint8 else sample
         dark = (border_median(sample.mean(1)) < 0.5).float().mean().item()
         background = "dark" if dark >= 0.95 else "light" if dark <= 0.05 else None
-        settings: dict[str, Any] = {"image_size": tuple(data.shape[-2:]), "channels": data.shape[1], "background": background}
+        settings: dict[str, Any] = {
+            "image_size": tuple(data.shape[-2:]),
+            "channels": data.shape[1],
+            "background": background,
+        }
         return cls(**{**settings, **overrides})
 
 
@@ -171,7 +177,9 @@ def to_float_array(img: Image.Image) -> np.ndarray:
         return (np.asarray(img, dtype=np.float64) / 65535.0)[..., None]
     if mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        scale = 65535.0 if arr.max(initial=0) > 255 else 255.0 if (mode == "I" or arr.max(initial=0) > 1) else 1.0
+        scale = (
+            65535.0 if arr.max(initial=0) > 255 else 255.0 if (mode == "I" or arr.max(initial=0) > 1) else 1.0
+        )
         return np.clip(arr / scale, 0, 1)[..., None]
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
     if mode in ("1", "L") and not has_alpha:
@@ -217,8 +225,11 @@ def _resize(arr: np.ndarray, height: int, width: int, resample: str) -> np.ndarr
     if arr.shape[:2] == (height, width):
         return arr
     chans = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c], dtype=np.float32)).resize(
-            (width, height), RESAMPLE[resample]))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(arr[..., c], dtype=np.float32)).resize(
+                (width, height), RESAMPLE[resample]
+            )
+        )
         for c in range(arr.shape[2])
     ]
     return np.stack(chans, -1).astype(np.float64)
@@ -236,7 +247,9 @@ def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> Tensor
         arr = np.repeat(arr, 3, axis=2)
     arr = _resize(_to_square(arr, p.fit, p.height, p.width), p.height, p.width, p.resample)
     x = torch.from_numpy(np.clip(arr, 0.0, 1.0)).permute(2, 0, 1).float()  # (C, H, W)
-    if p.invert == "always" or (p.invert == "auto" and p.background is not None and needs_inversion(x, p.background)):
+    if p.invert == "always" or (
+        p.invert == "auto" and p.background is not None and needs_inversion(x, p.background)
+    ):
         x = 1.0 - x
     if p.mean is not None:
         x = x - torch.tensor(p.mean).view(-1, 1, 1)
@@ -282,20 +295,27 @@ class ImageFiles:
 def _image_files(folder: Path, extensions: Sequence[str], *, recursive: bool) -> list[Path]:
     pattern = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
-        p for p in pattern
-        if p.is_file() and p.suffix.lower() in extensions
+        p
+        for p in pattern
+        if p.is_file()
+        and p.suffix.lower() in extensions
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
 def load_folder_tree(
-    root: str | os.PathLike[str], preprocessing: Preprocessing, *, extensions: Sequence[str] = IMAGE_EXTENSIONS
+    root: str | os.PathLike[str],
+    preprocessing: Preprocessing,
+    *,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> ImageFiles:
     """A support set: ``root/<class>/<image>``, one folder per class (class name = folder name, classes
     sorted by name, hidden entries ignored, images found at any depth below their class folder)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"support folder {root} does not exist (expected {root}/<class>/<image> files)")
+        raise FileNotFoundError(
+            f"support folder {root} does not exist (expected {root}/<class>/<image> files)"
+        )
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = [p.name for p in _image_files(root, extensions, recursive=False)]
     if loose:
@@ -319,7 +339,10 @@ def load_folder_tree(
 
 
 def load_images(
-    root: str | os.PathLike[str], preprocessing: Preprocessing, *, extensions: Sequence[str] = IMAGE_EXTENSIONS
+    root: str | os.PathLike[str],
+    preprocessing: Preprocessing,
+    *,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> ImageFiles:
     """Every image below ``root`` (sorted by path, hidden entries ignored), or the one file ``root``."""
     root = Path(root)

@@ -86,7 +86,9 @@ def load_for_eval(
         size = raw.get("dataset", {}).get("image_size") or size_hint
         raw["dataset"] = {"name": dataset, **({"image_size": size} if size else {})}
     if "dataset" not in raw:
-        raise ConfigError(f"{target} records no training config; pass --config (or --dataset) to say what to evaluate on")
+        raise ConfigError(
+            f"{target} records no training config; pass --config (or --dataset) to say what to evaluate on"
+        )
     cfg = config_from_dict(apply_overrides(raw, overrides), source="evaluation settings")
     return cfg, learner, info
 
@@ -100,9 +102,16 @@ def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def eval_report(cfg: Config, result: EvalResult, info: dict[str, Any]) -> dict[str, Any]:
     """What ``metadl eval --json`` prints: the result and the protocol that produced it."""
     ways, shots, queries = cfg.eval_shape()
-    return {**result.to_dict(), "dataset": cfg.dataset.name, "split": cfg.eval.split,
-            "ways": None if result.metric == "mse" else ways, "shots": shots, "queries": queries,
-            "seed": cfg.eval.seed, **info}
+    return {
+        **result.to_dict(),
+        "dataset": cfg.dataset.name,
+        "split": cfg.eval.split,
+        "ways": None if result.metric == "mse" else ways,
+        "shots": shots,
+        "queries": queries,
+        "seed": cfg.eval.seed,
+        **info,
+    }
 
 
 def eval_summary(cfg: Config, result: EvalResult) -> str:

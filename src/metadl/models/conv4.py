@@ -10,7 +10,11 @@ from metadl.models.layers import BatchNorm
 
 def conv_block(in_channels: int, out_channels: int, *, pool: bool = True) -> nn.Sequential:
     """conv3x3 (padding 1) -> BatchNorm -> ReLU -> max-pool 2."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1), BatchNorm(out_channels), nn.ReLU()]
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        BatchNorm(out_channels),
+        nn.ReLU(),
+    ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -39,7 +43,10 @@ class Conv4(Backbone):
         if side < 1:
             raise ValueError(f"image_size={image_size} is too small for 4 max-pools; use image_size >= 16")
         self.encoder = nn.Sequential(
-            conv_block(in_channels, hidden), conv_block(hidden, hidden), conv_block(hidden, hidden), conv_block(hidden, hidden)
+            conv_block(in_channels, hidden),
+            conv_block(hidden, hidden),
+            conv_block(hidden, hidden),
+            conv_block(hidden, hidden),
         )
         self.out_features = hidden * side * side
 

@@ -23,10 +23,14 @@ class MLP(Backbone):
 
     input_kind = "vector"
 
-    def __init__(self, *, in_features: int, hidden: Sequence[int] = (40, 40), batch_norm: bool = False) -> None:
+    def __init__(
+        self, *, in_features: int, hidden: Sequence[int] = (40, 40), batch_norm: bool = False
+    ) -> None:
         super().__init__()
         if in_features < 1 or not hidden or min(hidden) < 1:
-            raise ValueError(f"MLP needs in_features >= 1 and non-empty positive hidden sizes, got {in_features}, {hidden}")
+            raise ValueError(
+                f"MLP needs in_features >= 1 and non-empty positive hidden sizes, got {in_features}, {hidden}"
+            )
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:

@@ -46,7 +46,9 @@ def load_split(cfg: Config, split: str) -> FewShotDataset | None:
     ds = cfg.dataset
     if ds.name == SINUSOID:
         return None
-    kwargs: dict[str, Any] = {k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None}
+    kwargs: dict[str, Any] = {
+        k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None
+    }
     if "split" in inspect.signature(DATASETS[ds.name]).parameters:
         kwargs["split"] = split
     else:
@@ -152,7 +154,9 @@ def preprocessing_for(cfg: Config, x_shape: tuple[int, ...]) -> Preprocessing | 
         # Same filter as the Omniglot loader (bilinear unless the config chose another), so a raw PNG
         # given to `metadl predict` becomes what the model saw in training.
         resample = cfg.dataset.options.get("resample", "bilinear")
-        return Preprocessing(image_size=size, channels=channels, background="dark", fit="pad", resample=resample)
+        return Preprocessing(
+            image_size=size, channels=channels, background="dark", fit="pad", resample=resample
+        )
     background = "dark" if cfg.dataset.options.get("invert") else None
     return Preprocessing(image_size=size, channels=channels, background=background, resample="bilinear")
 

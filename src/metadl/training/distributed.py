@@ -101,7 +101,9 @@ class DistributedContext:
 
     def __post_init__(self) -> None:
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}"
+            )
         self.device = torch.device(self.device)
 
     @classmethod
@@ -133,7 +135,11 @@ class DistributedContext:
             return cls(rank, world, local_rank, dev, dist.get_backend(), owns_group=False)
         backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         dist.init_process_group(
-            backend, init_method="env://", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s),
+            backend,
+            init_method="env://",
+            rank=rank,
+            world_size=world,
+            timeout=timedelta(seconds=timeout_s),
             device_id=dev if backend == "nccl" else None,
         )
         return cls(rank, world, local_rank, dev, backend, owns_group=True)
@@ -178,7 +184,9 @@ class DistributedContext:
         dist.all_reduce(has)
         used = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
         for group in _by_dtype(used):
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
+            flat = torch.cat(
+                [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group]
+            )
             dist.all_reduce(flat)
             flat.div_(self.world_size)
             for p, chunk in zip(group, flat.split([p.numel() for p in group]), strict=True):

@@ -62,7 +62,9 @@ class MetricsLog:
         [{'iteration': 1, 'loss': 0.5}]
     """
 
-    def __init__(self, folder: Path, columns: Sequence[str], *, keep_rows: int = 0, tensorboard: bool = True) -> None:
+    def __init__(
+        self, folder: Path, columns: Sequence[str], *, keep_rows: int = 0, tensorboard: bool = True
+    ) -> None:
         self.path = Path(folder) / METRICS_FILE
         self.columns = list(columns)
         self._restore(keep_rows)
@@ -78,7 +80,9 @@ class MetricsLog:
         try:
             lines = self.path.read_text().splitlines(keepends=True)
         except FileNotFoundError:
-            raise CorruptRunError(f"{self.path} is missing but the checkpoint records {keep_rows} rows") from None
+            raise CorruptRunError(
+                f"{self.path} is missing but the checkpoint records {keep_rows} rows"
+            ) from None
         if not lines or lines[0] != header:
             raise CorruptRunError(f"{self.path}: its header is not {header.strip()!r}; the file was changed")
         complete = [line for line in lines[1 : keep_rows + 1] if line.endswith("\n")]
@@ -101,8 +105,11 @@ class MetricsLog:
             step = int(row[self.columns[0]])
             for key, value in row.items():
                 if key != self.columns[0] and isinstance(value, int | float):
-                    self._tb.add_scalar(key.replace("val_", "val/", 1) if key.startswith("val_") else f"train/{key}",
-                                        value, step)
+                    self._tb.add_scalar(
+                        key.replace("val_", "val/", 1) if key.startswith("val_") else f"train/{key}",
+                        value,
+                        step,
+                    )
 
     def sync(self) -> None:
         """Make every appended row durable (called before a checkpoint records the row count)."""

@@ -36,7 +36,9 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return (csum[idx] - csum[start]) / (idx - start)
 
 
-def plot_learning_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, title: str = "") -> Path:
+def plot_learning_curves(
+    rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
     """Draw training loss and metric (raw and smoothed) and the validation metric with its 95% CI.
 
     ``rows`` are :func:`~metadl.training.metrics.read_metrics` rows: ``iteration``, ``loss``,
@@ -60,8 +62,12 @@ def plot_learning_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike
     val = [r for r in rows if f"val_{metric}" in r]
     if val:
         ax_metric.errorbar(
-            [r["iteration"] for r in val], [r[f"val_{metric}"] for r in val],
-            yerr=[r.get("val_ci95", 0.0) for r in val], color="tab:orange", marker="o", capsize=3,
+            [r["iteration"] for r in val],
+            [r[f"val_{metric}"] for r in val],
+            yerr=[r.get("val_ci95", 0.0) for r in val],
+            color="tab:orange",
+            marker="o",
+            capsize=3,
             label="validation (95% CI)",
         )
     if metric == "mse":

@@ -116,7 +116,9 @@ def prepare_run(run_dir: Path, cfg: Config | None, *, resume: bool, write: bool 
     if cfg is None:
         raise ValueError("a new run needs a config")
     if run_dir.exists() and any((run_dir / name).exists() for name in (CONFIG_FILE, LAST, "metrics.csv")):
-        raise RunFolderError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+        raise RunFolderError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
+        )
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, saved)
@@ -149,15 +151,27 @@ class RunState:
 
     def weights(self) -> dict[str, Any]:
         """What ``best.ckpt`` holds: enough to rebuild and evaluate the learner."""
-        return {"iteration": self.iteration, "model": self.learner.state_dict(), "x_shape": list(self.x_shape),
-                "config": config_to_dict(self.cfg), "metric": self.metric, "best_value": self.best_value,
-                "best_iteration": self.best_iteration}
+        return {
+            "iteration": self.iteration,
+            "model": self.learner.state_dict(),
+            "x_shape": list(self.x_shape),
+            "config": config_to_dict(self.cfg),
+            "metric": self.metric,
+            "best_value": self.best_value,
+            "best_iteration": self.best_iteration,
+        }
 
     def full(self) -> dict[str, Any]:
         """What ``last.ckpt`` holds: the weights plus everything needed to continue exactly."""
-        return {**self.weights(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(), "rng": rng_state(), "metrics_rows": self.metrics_rows,
-                "seconds": self.seconds}
+        return {
+            **self.weights(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "metrics_rows": self.metrics_rows,
+            "seconds": self.seconds,
+        }
 
     def restore(self, ckpt: dict[str, Any], source: Path) -> None:
         if config_from_dict(ckpt["config"]) != self.cfg:
@@ -183,7 +197,9 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _validate(learner: nn.Module, sampler: Any, start: dict[str, Any], episodes: int, device: torch.device) -> EvalResult:
+def _validate(
+    learner: nn.Module, sampler: Any, start: dict[str, Any], episodes: int, device: torch.device
+) -> EvalResult:
     """Score on the fixed validation episodes without touching any training random stream."""
     sampler.load_state_dict(start)  # rewind: the same episodes every time
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -222,15 +238,32 @@ def train(
             remove_stale_temporaries(run_dir)
         else:
             progress, log = False, lambda _: None
-        return _train(cfg, run_dir, ctx, resume=resume, progress=progress, log=log, splits=splits or {},
-                      time_limit=time_limit)
+        return _train(
+            cfg,
+            run_dir,
+            ctx,
+            resume=resume,
+            progress=progress,
+            log=log,
+            splits=splits or {},
+            time_limit=time_limit,
+        )
     finally:
         if distributed is None:
             ctx.close()
 
 
-def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool, progress: bool,
-           log: Callable[[str], None], splits: Mapping[str, FewShotDataset], time_limit: float | None) -> TrainResult:
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    ctx: DistributedContext,
+    *,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    splits: Mapping[str, FewShotDataset],
+    time_limit: float | None,
+) -> TrainResult:
     if time_limit is not None and time_limit <= 0:
         raise ValueError(f"time_limit={time_limit}; give a positive number of seconds, or None for no limit")
     started = time.monotonic()
@@ -245,9 +278,15 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
     x_shape = input_shape(cfg, train_data)
     learner = build_learner(cfg, x_shape).to(device)
     optimizer = build_optimizer(cfg, learner.parameters())
-    run = RunState(cfg, learner, optimizer, build_scheduler(cfg, optimizer),
-                   make_sampler(cfg, cfg.dataset.split, cfg.seed, dataset=train_data), x_shape,
-                   "mse" if is_regression(cfg) else "accuracy")
+    run = RunState(
+        cfg,
+        learner,
+        optimizer,
+        build_scheduler(cfg, optimizer),
+        make_sampler(cfg, cfg.dataset.split, cfg.seed, dataset=train_data),
+        x_shape,
+        "mse" if is_regression(cfg) else "accuracy",
+    )
     validating = main and cfg.dataset.val_split is not None and t.val_every > 0
     if validating:
         val_split = cfg.dataset.val_split
@@ -262,7 +301,9 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
     metric = run.metric
     columns = _metrics_columns(run_dir, metric, resume=resume)
     metrics = MetricsLog(run_dir, columns, keep_rows=run.metrics_rows) if main else None
-    bar = tqdm(total=t.iterations, initial=run.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=t.iterations, initial=run.iteration, desc="meta-train", disable=not progress, dynamic_ncols=True
+    )
     it = run.iteration + 1
     out_of_time = False
     try:
@@ -276,8 +317,12 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
                 raise NonFiniteLossError(f"meta-loss is {loss}")
             run.scheduler.step()
             run.iteration = it
-            row: dict[str, Any] = {"iteration": it, "lr": lr, "loss": loss,
-                                   metric: ctx.reduce_mean(float(out.per_task_metric.mean()))}
+            row: dict[str, Any] = {
+                "iteration": it,
+                "lr": lr,
+                "loss": loss,
+                metric: ctx.reduce_mean(float(out.per_task_metric.mean())),
+            }
             run.recent.append((loss, row[metric]))
             session = time.monotonic() - started
             out_of_time = time_limit is not None and ctx.any_process(session >= time_limit)
@@ -290,7 +335,9 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
                 if run.improves(result.mean):
                     run.best_value, run.best_iteration = result.mean, it
                     save_checkpoint(run_dir / BEST, run.weights())
-            checkpointing = (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations or out_of_time
+            checkpointing = (
+                (t.checkpoint_every and it % t.checkpoint_every == 0) or it == t.iterations or out_of_time
+            )
             if checkpointing and not all(bool(p.isfinite().all()) for p in learner.parameters()):
                 raise NonFiniteLossError(f"the parameters are no longer finite after a meta-loss of {loss}")
             if metrics is not None:
@@ -298,7 +345,9 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
                 run.metrics_rows = metrics.rows
                 if checkpointing:
                     metrics.sync()
-                    save_checkpoint(run_dir / LAST, {**run.full(), "seconds": run.seconds + time.monotonic() - started})
+                    save_checkpoint(
+                        run_dir / LAST, {**run.full(), "seconds": run.seconds + time.monotonic() - started}
+                    )
                 if validated:
                     plot_learning_curves(read_metrics(metrics.path), run_dir / PLOT_FILE, title=run_dir.name)
             bar.update(1)
@@ -307,8 +356,11 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
     except NonFiniteLossError as err:
         if metrics is not None:
             metrics.sync()
-        last = f"{run_dir / LAST} (iteration {load_checkpoint(run_dir / LAST)['iteration']})" \
-            if (run_dir / LAST).exists() else "none (no checkpoint was written yet)"
+        last = (
+            f"{run_dir / LAST} (iteration {load_checkpoint(run_dir / LAST)['iteration']})"
+            if (run_dir / LAST).exists()
+            else "none (no checkpoint was written yet)"
+        )
         raise NonFiniteLossError(
             f"stopped at iteration {it}: {err}. The last good checkpoint is {last}; start again with "
             f"the fix, or retry from that checkpoint with --resume {run_dir}"
@@ -321,21 +373,35 @@ def _train(cfg: Config, run_dir: Path, ctx: DistributedContext, *, resume: bool,
     ctx.barrier()
     seconds = run.seconds + time.monotonic() - started
     if out_of_time and run.iteration < t.iterations:
-        log(f"time limit reached after {run.iteration} of {t.iterations} iterations; "
-            f"continue with: metadl train --resume {run_dir}")
+        log(
+            f"time limit reached after {run.iteration} of {t.iterations} iterations; "
+            f"continue with: metadl train --resume {run_dir}"
+        )
     model_dir = run_dir / MODEL_DIR
     if main:
         plot_learning_curves(read_metrics(run_dir / "metrics.csv"), run_dir / PLOT_FILE, title=run_dir.name)
         if run.best_iteration is not None:
             learner.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
-            log(f"best validation {metric} {run.best_value:.4f} at iteration {run.best_iteration}; saving those weights")
-        model_dir = _save_for_use(cfg, learner, x_shape, run_dir, run.iteration, run.best_iteration, run.best_value,
-                                  metric)
+            log(
+                f"best validation {metric} {run.best_value:.4f} at iteration {run.best_iteration}; saving those weights"
+            )
+        model_dir = _save_for_use(
+            cfg, learner, x_shape, run_dir, run.iteration, run.best_iteration, run.best_value, metric
+        )
     # The other processes wait for the main one to finish writing: leaving the Gloo group while a peer
     # is still connected aborts the process ("terminate called without an active exception").
     ctx.barrier()
-    return TrainResult(run_dir, learner, run.iteration, metric, run.best_value, run.best_iteration, model_dir,
-                       complete=run.iteration >= t.iterations, seconds=seconds)
+    return TrainResult(
+        run_dir,
+        learner,
+        run.iteration,
+        metric,
+        run.best_value,
+        run.best_iteration,
+        model_dir,
+        complete=run.iteration >= t.iterations,
+        seconds=seconds,
+    )
 
 
 def _metrics_columns(run_dir: Path, metric: str, *, resume: bool) -> list[str]:
@@ -353,14 +419,25 @@ def _metrics_columns(run_dir: Path, metric: str, *, resume: bool) -> list[str]:
 def _postfix(run: RunState) -> dict[str, str]:
     """Progress-bar figures: running means over the last 50 iterations and the best validation score."""
     short = run.metric[:3]
-    out = {"loss": f"{np.mean([r[0] for r in run.recent]):.3f}", short: f"{np.mean([r[1] for r in run.recent]):.3f}"}
+    out = {
+        "loss": f"{np.mean([r[0] for r in run.recent]):.3f}",
+        short: f"{np.mean([r[1] for r in run.recent]):.3f}",
+    }
     if run.best_value is not None:
         out[f"best val {short}"] = f"{run.best_value:.3f}"
     return out
 
 
-def _save_for_use(cfg: Config, learner: nn.Module, x_shape: tuple[int, ...], run_dir: Path, iterations: int,
-                  best_iteration: int | None, best_value: float | None, metric: str) -> Path:
+def _save_for_use(
+    cfg: Config,
+    learner: nn.Module,
+    x_shape: tuple[int, ...],
+    run_dir: Path,
+    iterations: int,
+    best_iteration: int | None,
+    best_value: float | None,
+    metric: str,
+) -> Path:
     from metadl.saving import save_model
 
     metadata = {
@@ -370,11 +447,18 @@ def _save_for_use(cfg: Config, learner: nn.Module, x_shape: tuple[int, ...], run
         "iteration": best_iteration if best_iteration is not None else iterations,
         f"val_{metric}": best_value,
     }
-    return save_model(run_dir / MODEL_DIR, learner, spec=model_spec(cfg, x_shape),
-                      preprocessing=preprocessing_for(cfg, x_shape), metadata=metadata)
+    return save_model(
+        run_dir / MODEL_DIR,
+        learner,
+        spec=model_spec(cfg, x_shape),
+        preprocessing=preprocessing_for(cfg, x_shape),
+        metadata=metadata,
+    )
 
 
-def load_trained(path: str | Path, *, checkpoint: str = "best", device: str | torch.device = "cpu") -> tuple[Config, nn.Module, dict[str, Any]]:
+def load_trained(
+    path: str | Path, *, checkpoint: str = "best", device: str | torch.device = "cpu"
+) -> tuple[Config, nn.Module, dict[str, Any]]:
     """The config and the trained learner of a run folder (``best`` falls back to ``last``) or a ``.ckpt`` file.
 
     Returns ``(config, learner in eval mode, info)`` with ``info`` the checkpoint's ``iteration`` and file.
@@ -386,7 +470,9 @@ def load_trained(path: str | Path, *, checkpoint: str = "best", device: str | to
         candidates = [path / BEST, path / LAST] if checkpoint == "best" else [path / LAST]
         file = next((c for c in candidates if c.is_file()), None)
         if file is None:
-            raise RunFolderError(f"{path} holds no {' or '.join(c.name for c in candidates)}; is it a run folder?")
+            raise RunFolderError(
+                f"{path} holds no {' or '.join(c.name for c in candidates)}; is it a run folder?"
+            )
     else:
         file = path
     ckpt = load_checkpoint(file)
@@ -404,4 +490,3 @@ def load_trained(path: str | Path, *, checkpoint: str = "best", device: str | to
 def resumed_config(run_dir: str | Path) -> Config:
     """The config a run folder was started with."""
     return load_config(Path(run_dir) / CONFIG_FILE)
-

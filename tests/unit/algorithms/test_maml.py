@@ -134,7 +134,9 @@ def test_regression_meta_gradient_matches_loop():
 
 
 def test_regression_targets_must_match_the_head():
-    maml = create_learner("maml", backbone=create_backbone("mlp", in_features=1, hidden=[4]), n_way=3).double()
+    maml = create_learner(
+        "maml", backbone=create_backbone("mlp", in_features=1, hidden=[4]), n_way=3
+    ).double()
     with pytest.raises(ValueError, match="out_features=1"):
         maml(regression_batch())
 

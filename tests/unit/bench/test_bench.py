@@ -29,12 +29,22 @@ def test_cells_that_share_a_run_share_its_training_settings():
     runs: dict[str, tuple] = {}
     for row in ROWS:
         for cell in row.cells:
-            assert runs.setdefault(cell.run_name, (cell.config, cell.overrides)) == (cell.config, cell.overrides)
+            assert runs.setdefault(cell.run_name, (cell.config, cell.overrides)) == (
+                cell.config,
+                cell.overrides,
+            )
 
 
 def test_unknown_rows_are_refused_with_the_known_names():
     with pytest.raises(ValueError, match="maml-sinusoid"):
         find_rows(["maml-sinusiod"])
+    with pytest.raises(ValueError, match="its cells are 1-shot, 5-shot"):
+        find_rows(["maml-omniglot-5way:2-shot"])
+    rows = find_rows(["maml-sinusoid:5-shot", "maml-omniglot-5way", "maml-sinusoid:20-shot"])
+    assert [(r.name, [c.label for c in r.cells]) for r in rows] == [
+        ("maml-omniglot-5way", ["1-shot", "5-shot"]),
+        ("maml-sinusoid", ["5-shot", "20-shot"]),
+    ]
 
 
 def test_data_root_and_quick_mode_become_overrides(tmp_path):
@@ -43,28 +53,46 @@ def test_data_root_and_quick_mode_become_overrides(tmp_path):
     assert "dataset.root=/data/omniglot" in sets and "dataset.download=false" in sets
     assert "train.iterations=20" in sets and "train.val_every=0" in sets
     sinusoid = next(c for row in ROWS for c in row.cells if c.ways is None)
-    assert not any(s.startswith("dataset.") for s in training_overrides(sinusoid, BenchSettings(tmp_path, data_root=Path("/d"))))
+    assert not any(
+        s.startswith("dataset.")
+        for s in training_overrides(sinusoid, BenchSettings(tmp_path, data_root=Path("/d")))
+    )
 
 
 def tiny_row(tmp_path: Path) -> Row:
     raw = {
-        "seed": 0, "device": "cpu", "dataset": {"name": "sinusoid"},
+        "seed": 0,
+        "device": "cpu",
+        "dataset": {"name": "sinusoid"},
         "sampler": {"shots": 5, "queries": 5, "meta_batch": 4},
-        "backbone": {"name": "mlp", "hidden": [16]}, "learner": {"name": "maml", "inner_lr": 0.01},
+        "backbone": {"name": "mlp", "hidden": [16]},
+        "learner": {"name": "maml", "inner_lr": 0.01},
         "optimizer": {"name": "adam", "lr": 0.01},
         "train": {"iterations": 40, "val_every": 10, "checkpoint_every": 5, "val_episodes": 20},
         "eval": {"queries": 20, "episodes": 30},
     }
     config = tmp_path / "tiny_sinusoid.yaml"
     config.write_text(yaml.safe_dump(raw))
-    cells = tuple(Cell(f"{k}-shot", str(config), k, 1.0, run=f"tiny_{k}", overrides=(f"sampler.shots={k}", f"eval.shots={k}"))
-                  for k in (5, 10))
+    cells = tuple(
+        Cell(
+            f"{k}-shot",
+            str(config),
+            k,
+            1.0,
+            run=f"tiny_{k}",
+            overrides=(f"sampler.shots={k}", f"eval.shots={k}"),
+        )
+        for k in (5, 10)
+    )
     return Row("tiny-sinusoid", "tiny sinusoid", "a test", cells, episodes=30)
 
 
 def test_the_runner_trains_evaluates_resumes_and_reuses(tmp_path):
     row, out = tiny_row(tmp_path), tmp_path / "bench"
     log: list[str] = []
+    untrained = run_bench([row], BenchSettings(out, train=False), log=log.append)  # --no-train: nothing exists yet
+    assert [c["score"] for c in untrained["tiny-sinusoid"]["cells"]] == [None, None]
+    assert "5-shot: not run / 10-shot: not run" in (out / "table.md").read_text()
     first = run_bench([row], BenchSettings(out, time_limit=1e-3), log=log.append)  # every run stops at once
     cells = first["tiny-sinusoid"]["cells"]
     assert [c["training"]["complete"] for c in cells] == [False, False]
@@ -74,7 +102,9 @@ def test_the_runner_trains_evaluates_resumes_and_reuses(tmp_path):
     second = run_bench([row], BenchSettings(out), log=log.append)  # resumed to the end, then evaluated
     for cell in second["tiny-sinusoid"]["cells"]:
         assert cell["training"]["complete"] and cell["training"]["iterations"] == 40
-        assert cell["score"]["metric"] == "mse" and cell["score"]["episodes"] == 30 and cell["score"]["mean"] > 0
+        assert (
+            cell["score"]["metric"] == "mse" and cell["score"]["episodes"] == 30 and cell["score"]["mean"] > 0
+        )
         sessions = json.loads((out / "runs" / cell["training"]["run"] / "bench.json").read_text())["sessions"]
         assert [s["to"] for s in sessions][-1] == 40 and all(s["peak_rss_mib"] > 50 for s in sessions)
         assert cell["training"]["seconds"] > 0
@@ -84,6 +114,8 @@ def test_the_runner_trains_evaluates_resumes_and_reuses(tmp_path):
     third = run_bench([row], BenchSettings(out), log=log.append)  # nothing left to do
     assert not any(line.startswith(("training", "evaluating")) for line in log)
     assert third == second
+    one_cell = Row(row.name, row.setting, row.source, row.cells[:1], row.episodes)  # --rows ROW:LABEL
+    assert run_bench([one_cell], BenchSettings(out), log=log.append) == second  # the other cell keeps its result
     table = (out / "table.md").read_text()
     assert "| tiny sinusoid | 1 / 1 | 5-shot: " in table and "`metadl bench --rows tiny-sinusoid`" in table
 

@@ -36,16 +36,23 @@ def vectors(num_classes: int = 10, per_class: int = 8, dim: int = 4, seed: int =
 
 
 def config(dataset: str, learner: str, **eval_section) -> object:
-    return config_from_dict({
-        "device": "cpu", "dataset": {"name": dataset, **({"root": "unused"} if dataset != "sinusoid" else {})},
-        "sampler": {"ways": 3, "shots": 2, "queries": 4}, "backbone": {"name": "mlp", "hidden": [8]},
-        "learner": {"name": learner}, "eval": {"episodes": 12, **eval_section},
-    })
+    return config_from_dict(
+        {
+            "device": "cpu",
+            "dataset": {"name": dataset, **({"root": "unused"} if dataset != "sinusoid" else {})},
+            "sampler": {"ways": 3, "shots": 2, "queries": 4},
+            "backbone": {"name": "mlp", "hidden": [8]},
+            "learner": {"name": learner},
+            "eval": {"episodes": 12, **eval_section},
+        }
+    )
 
 
 def build(name: str, **kwargs) -> nn.Module:
     torch.manual_seed(0)
-    return create_learner(name, backbone=create_backbone("mlp", in_features=kwargs.pop("in_features", 4), hidden=[8]), **kwargs)
+    return create_learner(
+        name, backbone=create_backbone("mlp", in_features=kwargs.pop("in_features", 4), hidden=[8]), **kwargs
+    )
 
 
 @pytest.mark.parametrize("learners", [("maml", "metasgd"), ("reptile", "anil")])

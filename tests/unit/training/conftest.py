@@ -15,7 +15,6 @@ def blobs_dataset(monkeypatch):
     return "blobs"
 
 
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models on a shared 2-core machine: a second intra-op thread only waits (10-100x slower)."""

@@ -31,11 +31,17 @@ def learners_to_test() -> list[str]:
 def problem(name: str) -> tuple[nn.Module, TaskBatch]:
     """A float64 learner (MLP backbone, no batch norm) and a meta-batch of 4 tasks, fixed by seeds."""
     torch.manual_seed(0)
-    learner = create_learner(name, backbone=create_backbone("mlp", in_features=10, hidden=[16]), n_way=3).double()
+    learner = create_learner(
+        name, backbone=create_backbone("mlp", in_features=10, hidden=[16]), n_way=3
+    ).double()
     g = torch.Generator().manual_seed(1)
-    data = FewShotDataset(torch.randn(48, 10, generator=g), torch.arange(8).repeat_interleave(6), list("abcdefgh"))
+    data = FewShotDataset(
+        torch.randn(48, 10, generator=g), torch.arange(8).repeat_interleave(6), list("abcdefgh")
+    )
     batch = EpisodeSampler(data, n_way=3, k_shot=2, n_query=2, seed=2).sample_batch(META_BATCH)
-    return learner, TaskBatch(batch.support_x.double(), batch.support_y, batch.query_x.double(), batch.query_y)
+    return learner, TaskBatch(
+        batch.support_x.double(), batch.support_y, batch.query_x.double(), batch.query_y
+    )
 
 
 def step(learner: nn.Module, batch: TaskBatch, ctx: DistributedContext) -> dict[str, torch.Tensor]:
@@ -79,7 +85,9 @@ def main(out_dir: str) -> None:
         result |= {f"{name}/{k}": v for k, v in step(learner, batch, ctx).items()}
     result |= unused_parameters(ctx)
     ctx.barrier()
-    save_file({k: v.contiguous() for k, v in result.items()}, str(Path(out_dir) / f"rank{ctx.rank}.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in result.items()}, str(Path(out_dir) / f"rank{ctx.rank}.safetensors")
+    )
     ctx.close()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,9 @@ from metadl.data.base import FewShotDataset
 SPLIT_OFFSET = {"train": 0, "val": 1000, "test": 2000}
 
 
-def blobs(split: str = "train", *, num_classes: int = 12, per_class: int = 10, dim: int = 8, seed: int = 0) -> FewShotDataset:
+def blobs(
+    split: str = "train", *, num_classes: int = 12, per_class: int = 10, dim: int = 8, seed: int = 0
+) -> FewShotDataset:
     """Well-separated Gaussian classes; each split has its own classes."""
     g = torch.Generator().manual_seed(seed + SPLIT_OFFSET[split])
     centres = 2.5 * torch.randn(num_classes, dim, generator=g)
@@ -22,7 +27,9 @@ def blobs(split: str = "train", *, num_classes: int = 12, per_class: int = 10, d
     return FewShotDataset(x, labels, [f"{split}{i}" for i in range(num_classes)], name=f"blobs/{split}")
 
 
-def write_image_tree(root: Path, *, classes: int = 6, per_class: int = 6, size: int = 8, seed: int = 0) -> Path:
+def write_image_tree(
+    root: Path, *, classes: int = 6, per_class: int = 6, size: int = 8, seed: int = 0
+) -> Path:
     """``root/{train,val,test}/<class>/<i>.png``: each class a random binary pattern, examples with flipped pixels."""
     rng = np.random.default_rng(seed)
     for split in ("train", "val", "test"):
@@ -32,7 +39,9 @@ def write_image_tree(root: Path, *, classes: int = 6, per_class: int = 6, size: 
             pattern = rng.random((size, size)) < 0.5
             for i in range(per_class):
                 flips = rng.random((size, size)) < 0.1
-                Image.fromarray(((pattern ^ flips) * 255).astype(np.uint8), mode="L").save(folder / f"{i}.png")
+                Image.fromarray(((pattern ^ flips) * 255).astype(np.uint8), mode="L").save(
+                    folder / f"{i}.png"
+                )
     return root
 
 
@@ -52,3 +61,17 @@ def tiny_raw(**sections) -> dict:
     for key, value in sections.items():
         raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
     return raw
+
+
+def run_torchrun(args: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc_per_node 2 ARGS`` single-threaded, outside any launcher's environment."""
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in launcher} | {"OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    return subprocess.run(
+        [*command, "--master_addr", "127.0.0.1", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )

@@ -23,14 +23,22 @@ from metadl.training.checkpoint import (
 
 
 def sample_state() -> dict:
-    return {"iteration": 7, "model": {"w": torch.arange(6.0).view(2, 3)}, "best": None, "names": ["a", "b"],
-            "lr": 0.25, "rng": rng_state()}
+    return {
+        "iteration": 7,
+        "model": {"w": torch.arange(6.0).view(2, 3)},
+        "best": None,
+        "names": ["a", "b"],
+        "lr": 0.25,
+        "rng": rng_state(),
+    }
 
 
 def test_round_trip_keeps_tensors_numbers_strings_and_none(tmp_path):
     save_checkpoint(tmp_path / "c.ckpt", sample_state())
     back = load_checkpoint(tmp_path / "c.ckpt")
-    assert back["iteration"] == 7 and back["best"] is None and back["names"] == ["a", "b"] and back["lr"] == 0.25
+    assert (
+        back["iteration"] == 7 and back["best"] is None and back["names"] == ["a", "b"] and back["lr"] == 0.25
+    )
     assert torch.equal(back["model"]["w"], torch.arange(6.0).view(2, 3))
     assert not list(tmp_path.glob(".*.tmp"))
     assert (tmp_path / "c.ckpt").stat().st_mode & 0o777 == 0o666 & ~_umask()
@@ -53,8 +61,14 @@ def test_rng_state_round_trip_restores_every_generator():
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda b: b[: len(b) - 100], r"is truncated or was appended to: \d+ payload bytes, the header says \d+"),
-        (lambda b: b[:-50] + bytes([b[-50] ^ 1]) + b[-49:], r"is corrupt: the sha256 of its payload does not match"),
+        (
+            lambda b: b[: len(b) - 100],
+            r"is truncated or was appended to: \d+ payload bytes, the header says \d+",
+        ),
+        (
+            lambda b: b[:-50] + bytes([b[-50] ^ 1]) + b[-49:],
+            r"is corrupt: the sha256 of its payload does not match",
+        ),
         (lambda b: b[:30], r"the checkpoint header is damaged or truncated"),
         (lambda b: b"PK\x03\x04" + b[4:], r"is not a metadl checkpoint"),
         (lambda b: b"", r"is not a metadl checkpoint"),
@@ -114,7 +128,12 @@ def test_resuming_from_a_corrupt_checkpoint_fails_clearly(tmp_path, capsys, blob
     from metadl.training.trainer import train
 
     run = tmp_path / "run"
-    train(config_from_dict(tiny_raw(train={"iterations": 5, "val_every": 0})), run, progress=False, log=lambda _: None)
+    train(
+        config_from_dict(tiny_raw(train={"iterations": 5, "val_every": 0})),
+        run,
+        progress=False,
+        log=lambda _: None,
+    )
     data = (run / "last.ckpt").read_bytes()
     (run / "last.ckpt").write_bytes(data[: len(data) // 2])
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from engine_data import run_torchrun
 from safetensors.torch import load_file
 
 from metadl.tasks.task import TaskBatch
@@ -50,7 +48,13 @@ def test_without_torchrun_the_context_is_a_single_process_no_op(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
     ctx = DistributedContext.from_env("cpu")
-    assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.is_distributed, ctx.device.type) == (0, 1, True, False, "cpu")
+    assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.is_distributed, ctx.device.type) == (
+        0,
+        1,
+        True,
+        False,
+        "cpu",
+    )
     module = torch.nn.Linear(2, 1)
     module(torch.ones(1, 2)).sum().backward()
     grad = module.weight.grad.clone()
@@ -69,14 +73,7 @@ def test_autocast_is_a_no_op_on_cpu():
 
 def test_two_gloo_processes_match_one_process(tmp_path):
     """Meta-gradient, Adam step, reduced loss: rank 0 == rank 1 exactly, and == one process (float64)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", str(WORKER), str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=180,
-    )
+    run = run_torchrun([str(WORKER), str(tmp_path)], timeout=180)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from engine_data import tiny_raw, write_image_tree
+from engine_data import run_torchrun, tiny_raw, write_image_tree
 
 import metadl.training.trainer as trainer
 from metadl.cli import main
@@ -47,7 +47,9 @@ def assert_same_run(a: Path, b: Path) -> None:
     for sa, sb in zip(la["optimizer"]["state"].values(), lb["optimizer"]["state"].values(), strict=True):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert torch.equal(la["sampler"]["generator"], lb["sampler"]["generator"])
-    assert (a / "model" / "weights.safetensors").read_bytes() == (b / "model" / "weights.safetensors").read_bytes()
+    assert (a / "model" / "weights.safetensors").read_bytes() == (
+        b / "model" / "weights.safetensors"
+    ).read_bytes()
 
 
 def test_resume_after_an_exception_equals_an_uninterrupted_run(blobs_dataset, tmp_path, monkeypatch):
@@ -129,8 +131,12 @@ def start_and_kill(config: Path, run: Path, delay: float = 0.0, resume: bool = F
     Returns whether it was killed (False: it finished first).
     """
     args = ["--resume", str(run)] if resume else [str(config), "--out", str(run)]
-    proc = subprocess.Popen([sys.executable, "-m", "metadl.cli", "train", *args, "--no-progress"],
-                            env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metadl.cli", "train", *args, "--no-progress"],
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     seen = (run / "last.ckpt").stat().st_mtime_ns if resume else None
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
@@ -159,7 +165,9 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
 def test_many_kills_at_random_moments_still_give_the_uninterrupted_run(tmp_path):
     config = image_config(tmp_path, iterations=400)
     rng = random.Random(0)
-    kills = [start_and_kill(config, tmp_path / "killed", delay=rng.uniform(0, 0.3), resume=i > 0) for i in range(3)]
+    kills = [
+        start_and_kill(config, tmp_path / "killed", delay=rng.uniform(0, 0.3), resume=i > 0) for i in range(3)
+    ]
     assert kills[0], "the run finished before it could be killed"
     assert main(["train", "--resume", str(tmp_path / "killed"), "--no-progress"]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "reference"), "--no-progress"]) == 0
@@ -172,11 +180,9 @@ def test_two_process_data_parallel_run_matches_one_process(tmp_path):
     first steps are about lr * sign(grad), so gradient entries at rounding-noise level would flip whole steps.)"""
     config = image_config(tmp_path, iterations=20)
     sgd = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.2"]
-    env = {k: v for k, v in SUBPROCESS_ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--master_addr",
-         "127.0.0.1", "-m", "metadl.cli", "train", str(config), "--out", str(tmp_path / "ddp"), "--no-progress", *sgd],
-        capture_output=True, text=True, env=env, timeout=300,
+    proc = run_torchrun(
+        ["-m", "metadl.cli", "train", str(config), "--out", str(tmp_path / "ddp"), "--no-progress", *sgd],
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("run folder") == 2  # both processes finish; only rank 0 logs the rest

@@ -52,8 +52,12 @@ def test_run_folder_holds_config_metrics_checkpoints_plot_and_model(blobs_datase
 
 
 def test_learning_rate_follows_warmup_and_cosine_schedule(blobs_dataset, tmp_path):
-    cfg = config_from_dict(tiny_raw(optimizer={"schedule": "cosine", "warmup": 4, "lr": 0.02},
-                                    train={"val_every": 0, "iterations": 12}))
+    cfg = config_from_dict(
+        tiny_raw(
+            optimizer={"schedule": "cosine", "warmup": 4, "lr": 0.02},
+            train={"val_every": 0, "iterations": 12},
+        )
+    )
     train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
     lrs = [r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.csv")]
     assert lrs == pytest.approx([0.02 * lr_factor(i, cfg.optimizer, 12) for i in range(12)], rel=1e-12)
@@ -61,8 +65,12 @@ def test_learning_rate_follows_warmup_and_cosine_schedule(blobs_dataset, tmp_pat
 
 
 def test_step_schedule_halves_the_rate(blobs_dataset, tmp_path):
-    cfg = config_from_dict(tiny_raw(optimizer={"schedule": "step", "step_size": 3, "gamma": 0.5},
-                                    train={"val_every": 0, "iterations": 7}))
+    cfg = config_from_dict(
+        tiny_raw(
+            optimizer={"schedule": "step", "step_size": 3, "gamma": 0.5},
+            train={"val_every": 0, "iterations": 7},
+        )
+    )
     train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
     lrs = [r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.csv")]
     assert lrs == pytest.approx([0.01] * 3 + [0.005] * 3 + [0.0025])
@@ -100,10 +108,15 @@ class NaNAfter(nn.Module):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(blobs_dataset, tmp_path, monkeypatch):
     monkeypatch.setitem(LEARNERS, "nan_after", NaNAfter)
     monkeypatch.setattr(NaNAfter, "calls", 0)
-    cfg = config_from_dict(tiny_raw(learner={"name": "nan_after"}, train={"val_every": 0, "checkpoint_every": 2}))
+    cfg = config_from_dict(
+        tiny_raw(learner={"name": "nan_after"}, train={"val_every": 0, "checkpoint_every": 2})
+    )
     run = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match=r"stopped at iteration 7: meta-loss is nan.*The last good "
-                                                 r"checkpoint is .*last\.ckpt \(iteration 6\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"stopped at iteration 7: meta-loss is nan.*The last good "
+        r"checkpoint is .*last\.ckpt \(iteration 6\)",
+    ):
         train(cfg, run, progress=False)
     ckpt = load_checkpoint(run / "last.ckpt")
     assert ckpt["iteration"] == 6 and ckpt["metrics_rows"] == 6
@@ -116,7 +129,9 @@ def test_cli_exits_non_zero_on_a_non_finite_loss(blobs_dataset, tmp_path, monkey
     monkeypatch.setitem(LEARNERS, "nan_after", NaNAfter)
     monkeypatch.setattr(NaNAfter, "calls", 0)
     config = tmp_path / "nan.yaml"
-    config.write_text(yaml.safe_dump(tiny_raw(learner={"name": "nan_after"}, train={"val_every": 0, "checkpoint_every": 5})))
+    config.write_text(
+        yaml.safe_dump(tiny_raw(learner={"name": "nan_after"}, train={"val_every": 0, "checkpoint_every": 5}))
+    )
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "stopped at iteration 7: meta-loss is nan" in err and "last.ckpt (iteration 5)" in err
@@ -146,7 +161,11 @@ def test_tensorboard_gets_every_row_and_resumes_purging_redone_steps(blobs_datas
     import metadl.training.metrics as metrics_module
 
     WRITERS.clear()
-    monkeypatch.setattr(metrics_module, "_open_tensorboard", lambda folder, purge_step: RecordingWriter(str(folder), purge_step))
+    monkeypatch.setattr(
+        metrics_module,
+        "_open_tensorboard",
+        lambda folder, purge_step: RecordingWriter(str(folder), purge_step),
+    )
     cfg = config_from_dict(tiny_raw(train={"iterations": 10, "val_every": 5, "checkpoint_every": 5}))
     train(cfg, tmp_path / "run", progress=False, log=lambda _: None)
     writer = WRITERS[-1]
@@ -161,13 +180,19 @@ def test_tensorboard_gets_every_row_and_resumes_purging_redone_steps(blobs_datas
 def test_gradient_clipping_bounds_every_update(blobs_dataset, tmp_path):
     from metadl.training.build import build_learner
 
-    raw = tiny_raw(optimizer={"name": "sgd", "lr": 1.0}, train={"iterations": 1, "val_every": 0, "grad_clip": 1e-3})
+    raw = tiny_raw(
+        optimizer={"name": "sgd", "lr": 1.0}, train={"iterations": 1, "val_every": 0, "grad_clip": 1e-3}
+    )
     cfg = config_from_dict(raw)
     torch.manual_seed(cfg.seed)
     start = torch.nn.utils.parameters_to_vector(build_learner(cfg, (8,)).parameters())
     result = train(cfg, tmp_path / "clipped", progress=False, log=lambda _: None)
     moved = torch.nn.utils.parameters_to_vector(result.learner.parameters()) - start
     assert 0 < moved.norm() <= 1e-3 * (1 + 1e-5)  # one SGD step of lr 1 on a gradient clipped to norm 1e-3
-    unclipped = train(config_from_dict({**raw, "train": {**raw["train"], "grad_clip": None}}), tmp_path / "free",
-                      progress=False, log=lambda _: None)
+    unclipped = train(
+        config_from_dict({**raw, "train": {**raw["train"], "grad_clip": None}}),
+        tmp_path / "free",
+        progress=False,
+        log=lambda _: None,
+    )
     assert (torch.nn.utils.parameters_to_vector(unclipped.learner.parameters()) - start).norm() > 1e-2
