@@ -27,7 +27,7 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-# The reproduction table at 20 iterations per cell (minutes); drop QUICK for the full budget (days).
+# The reproduction table at 5 iterations per cell (minutes); drop QUICK for the full budget (days).
 DATA  ?= ../shared/data
 QUICK ?= --quick
 bench: setup

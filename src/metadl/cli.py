@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--quick",
         action="store_true",
-        help="20 iterations and 50 test episodes per cell, in OUT/quick: checks everything in minutes",
+        help="5 iterations and 16 test episodes per cell, in OUT/quick: checks everything in minutes",
     )
     bench.add_argument(
         "--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)"

@@ -8,6 +8,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from metadl.bench.runner import QUICK_EPISODES, QUICK_ITERATIONS
 from metadl.bench.table import ROWS
 from metadl.training.metrics import read_metrics
 
@@ -50,7 +51,7 @@ def render_table(results: dict[str, Any], *, quick: bool = False) -> str:
     lines = []
     if quick:
         lines.append(
-            "**Quick mode: 20 training iterations and 50 test episodes per cell; these figures mean nothing.**\n"
+            f"**Quick mode: {QUICK_ITERATIONS} training iterations and {QUICK_EPISODES} test episodes per cell; these figures mean nothing.**\n"
         )
     lines += [
         "| setting | published | metadl (mean ± 95% CI) | test episodes | training iterations, time | peak memory | source | command |",
@@ -103,7 +104,7 @@ def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
         for name, (metric, hours, values) in sorted(curves.items()):
             if metric == kind:
                 ax.plot(hours, values, marker=".", label=name)
-        ax.set_xlabel("training time (hours, 2 CPU cores unless stated)")
+        ax.set_xlabel("training time (hours of wall clock)")
         ax.set_ylabel(f"validation {kind.removeprefix('val_')}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -4,7 +4,7 @@ Every training and evaluation runs as its own ``metadl train`` / ``metadl eval``
 peak memory (the child's maximum resident set size, from ``wait4``) is its own and a crash cannot take
 the bench down. Work is kept: a finished run is not trained again, a run stopped by ``--time-limit``
 (or killed) is resumed, and an evaluation whose run, shape and episode count are unchanged is not
-repeated. ``--quick`` trains every run for 20 iterations and evaluates on 50 episodes, in a separate
+repeated. ``--quick`` trains every run for 5 iterations and evaluates on 16 episodes, in a separate
 folder: it checks the whole pipeline in minutes and its figures mean nothing.
 
 The output folder holds ``runs/<run>/`` (run folders, each with ``bench.json``: every training
@@ -29,7 +29,7 @@ from metadl.bench.table import Cell, Row
 from metadl.config import SINUSOID, find_config, load_config
 from metadl.training.checkpoint import atomic_write_bytes
 
-QUICK_ITERATIONS, QUICK_EPISODES = 20, 50
+QUICK_ITERATIONS, QUICK_EPISODES = 5, 16
 # glibc malloc otherwise releases and re-faults large buffers every iteration (docs/benchmarks.md).
 MALLOC_TUNING = {
     "MALLOC_MMAP_THRESHOLD_": "33554432",

@@ -51,7 +51,7 @@ def test_data_root_and_quick_mode_become_overrides(tmp_path):
     omniglot = next(c for row in ROWS for c in row.cells if c.config == "maml_omniglot_5w1s")
     sets = training_overrides(omniglot, BenchSettings(tmp_path, quick=True, data_root=Path("/data")))
     assert "dataset.root=/data/omniglot" in sets and "dataset.download=false" in sets
-    assert "train.iterations=20" in sets and "train.val_every=0" in sets
+    assert "train.iterations=5" in sets and "train.val_every=0" in sets
     sinusoid = next(c for row in ROWS for c in row.cells if c.ways is None)
     assert not any(
         s.startswith("dataset.")
@@ -90,7 +90,9 @@ def tiny_row(tmp_path: Path) -> Row:
 def test_the_runner_trains_evaluates_resumes_and_reuses(tmp_path):
     row, out = tiny_row(tmp_path), tmp_path / "bench"
     log: list[str] = []
-    untrained = run_bench([row], BenchSettings(out, train=False), log=log.append)  # --no-train: nothing exists yet
+    untrained = run_bench(
+        [row], BenchSettings(out, train=False), log=log.append
+    )  # --no-train: nothing exists yet
     assert [c["score"] for c in untrained["tiny-sinusoid"]["cells"]] == [None, None]
     assert "5-shot: not run / 10-shot: not run" in (out / "table.md").read_text()
     first = run_bench([row], BenchSettings(out, time_limit=1e-3), log=log.append)  # every run stops at once
@@ -115,7 +117,9 @@ def test_the_runner_trains_evaluates_resumes_and_reuses(tmp_path):
     assert not any(line.startswith(("training", "evaluating")) for line in log)
     assert third == second
     one_cell = Row(row.name, row.setting, row.source, row.cells[:1], row.episodes)  # --rows ROW:LABEL
-    assert run_bench([one_cell], BenchSettings(out), log=log.append) == second  # the other cell keeps its result
+    assert (
+        run_bench([one_cell], BenchSettings(out), log=log.append) == second
+    )  # the other cell keeps its result
     table = (out / "table.md").read_text()
     assert "| tiny sinusoid | 1 / 1 | 5-shot: " in table and "`metadl bench --rows tiny-sinusoid`" in table
 
