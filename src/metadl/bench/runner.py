@@ -114,41 +114,15 @@ def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) 
     record_file = run_dir / "bench.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {"sessions": []}
     progress = _progress(run_dir)
-    if not settings.train:
-        if progress is None:
-            return None
-    elif progress is None or progress[0] < progress[1]:
-        if progress is None:
-            if (run_dir / "config.yaml").exists():  # started but killed before its first checkpoint
-                args = ["train", "--resume", str(run_dir)]
-            else:
-                args = [
-                    "train",
-                    str(find_config(cell.config)),
-                    "--out",
-                    str(run_dir),
-                    *(f"--set={s}" for s in training_overrides(cell, settings)),
-                ]
-        else:
-            args = ["train", "--resume", str(run_dir)]
-        if settings.time_limit is not None:
-            args += ["--time-limit", f"{settings.time_limit:.3f}s"]
-        start = 0 if progress is None else progress[0]
-        log(
-            f"training {cell.run_name} from iteration {start}"
-            + (f" ({cell.config} {' '.join(cell.overrides)})")
-        )
-        code, seconds, peak = run_process([*args, "--no-progress"], run_dir.parent / f"{cell.run_name}.log")
-        if code != 0:
-            raise RuntimeError(
-                f"training {cell.run_name} failed (exit {code}); see {run_dir.parent / f'{cell.run_name}.log'}"
-            )
-        progress = _progress(run_dir)
-        assert progress is not None
+    if progress is None and not settings.train:
+        return None
+    if settings.train and (progress is None or progress[0] < progress[1]):
         record["sessions"].append(
-            {"from": start, "to": progress[0], "seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1)}
+            _train_session(cell, run_dir, settings, 0 if progress is None else progress[0], log)
         )
         atomic_write_bytes(record_file, (json.dumps(record, indent=1) + "\n").encode())
+        progress = _progress(run_dir)
+    assert progress is not None
     done, planned = progress
     return {
         "run": cell.run_name,
@@ -159,6 +133,27 @@ def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) 
         "seconds": _training_seconds(run_dir, record),
         "peak_rss_mib": max((s["peak_rss_mib"] for s in record["sessions"]), default=None),
     }
+
+
+def _train_session(
+    cell: Cell, run_dir: Path, settings: BenchSettings, start: int, log: Callable[[str], None]
+) -> dict:
+    """One ``metadl train`` process: a new run, or ``--resume`` of one (also one killed before its first checkpoint)."""
+    if (run_dir / "config.yaml").exists():
+        args = ["train", "--resume", str(run_dir)]
+    else:
+        sets = [f"--set={s}" for s in training_overrides(cell, settings)]
+        args = ["train", str(find_config(cell.config)), "--out", str(run_dir), *sets]
+    if settings.time_limit is not None:
+        args += ["--time-limit", f"{settings.time_limit:.3f}s"]
+    log(f"training {cell.run_name} from iteration {start} ({cell.config} {' '.join(cell.overrides)})")
+    log_file = run_dir.parent / f"{cell.run_name}.log"
+    code, seconds, peak = run_process([*args, "--no-progress"], log_file)
+    if code != 0:
+        raise RuntimeError(f"training {cell.run_name} failed (exit {code}); see {log_file}")
+    progress = _progress(run_dir)
+    assert progress is not None
+    return {"from": start, "to": progress[0], "seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1)}
 
 
 def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:
