@@ -117,11 +117,11 @@ def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) 
     if progress is None and not settings.train:
         return None
     if settings.train and (progress is None or progress[0] < progress[1]):
-        record["sessions"].append(
-            _train_session(cell, run_dir, settings, 0 if progress is None else progress[0], log)
+        session, progress = _train_session(
+            cell, run_dir, settings, 0 if progress is None else progress[0], log
         )
+        record["sessions"].append(session)
         atomic_write_bytes(record_file, (json.dumps(record, indent=1) + "\n").encode())
-        progress = _progress(run_dir)
     assert progress is not None
     done, planned = progress
     return {
@@ -137,8 +137,11 @@ def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) 
 
 def _train_session(
     cell: Cell, run_dir: Path, settings: BenchSettings, start: int, log: Callable[[str], None]
-) -> dict:
-    """One ``metadl train`` process: a new run, or ``--resume`` of one (also one killed before its first checkpoint)."""
+) -> tuple[dict[str, Any], tuple[int, int]]:
+    """One ``metadl train`` process: a new run, or ``--resume`` of one (also one killed before its first checkpoint).
+
+    Returns the session's record and the run's ``(iterations done, iterations planned)`` after it.
+    """
     if (run_dir / "config.yaml").exists():
         args = ["train", "--resume", str(run_dir)]
     else:
@@ -153,7 +156,8 @@ def _train_session(
         raise RuntimeError(f"training {cell.run_name} failed (exit {code}); see {log_file}")
     progress = _progress(run_dir)
     assert progress is not None
-    return {"from": start, "to": progress[0], "seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1)}
+    session = {"from": start, "to": progress[0], "seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1)}
+    return session, progress
 
 
 def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:

@@ -161,8 +161,9 @@ class RunState:
             "best_iteration": self.best_iteration,
         }
 
-    def full(self) -> dict[str, Any]:
-        """What ``last.ckpt`` holds: the weights plus everything needed to continue exactly."""
+    def full(self, session_seconds: float) -> dict[str, Any]:
+        """What ``last.ckpt`` holds: the weights plus everything needed to continue exactly
+        (``session_seconds``: training time of this session so far, added to the earlier sessions')."""
         return {
             **self.weights(),
             "optimizer": self.optimizer.state_dict(),
@@ -170,7 +171,7 @@ class RunState:
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(),
             "metrics_rows": self.metrics_rows,
-            "seconds": self.seconds,
+            "seconds": self.seconds + session_seconds,
         }
 
     def restore(self, ckpt: dict[str, Any], source: Path) -> None:
@@ -345,9 +346,7 @@ def _train(
                 run.metrics_rows = metrics.rows
                 if checkpointing:
                     metrics.sync()
-                    save_checkpoint(
-                        run_dir / LAST, {**run.full(), "seconds": run.seconds + time.monotonic() - started}
-                    )
+                    save_checkpoint(run_dir / LAST, run.full(time.monotonic() - started))
                 if validated:
                     plot_learning_curves(read_metrics(metrics.path), run_dir / PLOT_FILE, title=run_dir.name)
             bar.update(1)
