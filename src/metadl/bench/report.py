@@ -1,10 +1,11 @@
-"""The bench's outputs: the Markdown table of ``results.json`` and the curves of validation score against time."""
+"""The bench's outputs: the Markdown table of ``results.json`` and the scores plotted against training time."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -75,39 +76,84 @@ def render_table(results: dict[str, Any], *, quick: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
-    """Validation score against training hours for every run that validated; ``False`` if none did."""
+def validation_curves(results: dict[str, Any]) -> dict[str, tuple[str, list[float], list[float]]]:
+    """``{run: (metric, hours, values)}`` for every run whose ``metrics.csv`` has validated rows."""
     curves = {}
     for row in results.values():
         for cell in row["cells"]:
-            if cell["training"] is None:
-                continue
-            run_dir = Path(cell["training"]["run_dir"])
-            metrics = run_dir / "metrics.csv"
-            if run_dir.name in curves or not metrics.is_file():
+            run_dir = Path(cell["training"]["run_dir"]) if cell["training"] else None
+            if run_dir is None or run_dir.name in curves or not (run_dir / "metrics.csv").is_file():
                 continue
             rows = [
-                r for r in read_metrics(metrics) if "time_s" in r and any(k.startswith("val_") for k in r)
+                r
+                for r in read_metrics(run_dir / "metrics.csv")
+                if "time_s" in r and any(k.startswith("val_") for k in r)
             ]
             metric = (
                 next((k for k in rows[0] if k.startswith("val_") and k != "val_ci95"), None) if rows else None
             )
             if metric is not None:
                 curves[run_dir.name] = (metric, [r["time_s"] / 3600 for r in rows], [r[metric] for r in rows])
-    if not curves:
+    return curves
+
+
+def scored_points(results: dict[str, Any]) -> list[tuple[str, str, str, float, float, float]]:
+    """``(run, label, metric, hours, mean, ci95)`` per tested cell whose training time is known.
+
+    Runs too slow to reach their first validation still get a point: their test score at the time
+    they stopped (the weights tested are the best validated ones, or the last where none was).
+    """
+    points = []
+    for row in results.values():
+        for cell in row["cells"]:
+            training, score = cell["training"], cell["score"]
+            if training is None or score is None or training["seconds"] is None:
+                continue
+            key = score["key"]
+            shape = f"{key['ways']}-way {key['shots']}-shot" if key.get("ways") else f"{key['shots']}-shot"
+            hours = training["seconds"] / 3600
+            points.append(
+                (
+                    training["run"],
+                    f"test, {shape}",
+                    f"val_{score['metric']}",
+                    hours,
+                    score["mean"],
+                    score["ci95"],
+                )
+            )
+    return points
+
+
+def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
+    """Validation score (lines) and test score (crosses, with 95% CI) against training hours.
+
+    ``False`` when no run validated and none was tested.
+    """
+    curves, points = validation_curves(results), scored_points(results)
+    kinds = sorted({metric for metric, _, _ in curves.values()} | {metric for _, _, metric, *_ in points})
+    if not kinds:
         return False
-    kinds = sorted({metric for metric, _, _ in curves.values()})
-    fig = Figure(figsize=(6.5 * len(kinds), 4.5))
+    runs = sorted(set(curves) | {run for run, *_ in points})
+    palette = matplotlib.colormaps["tab20"]
+    color = {run: palette(i % palette.N) for i, run in enumerate(runs)}  # a run's curve and crosses match
+    fig = Figure(figsize=(6.5 * len(kinds), 5.0))
     FigureCanvasAgg(fig)
     for i, kind in enumerate(kinds):
         ax = fig.add_subplot(1, len(kinds), i + 1)
         for name, (metric, hours, values) in sorted(curves.items()):
             if metric == kind:
-                ax.plot(hours, values, marker=".", label=name)
+                ax.plot(hours, values, marker=".", color=color[name], label=f"{name} (validation)")
+        for run, label, metric, hours, mean, ci95 in sorted(points):
+            if metric == kind:
+                ax.errorbar(
+                    [hours], [mean], yerr=[ci95], color=color[run], marker="x", linestyle="none", capsize=3,
+                    label=f"{run} ({label})",
+                )  # fmt: skip
         ax.set_xlabel("training time (hours of wall clock)")
-        ax.set_ylabel(f"validation {kind.removeprefix('val_')}")
+        ax.set_ylabel(kind.removeprefix("val_"))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True

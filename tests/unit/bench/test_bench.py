@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from metadl.bench import ROWS, BenchSettings, Cell, Row, find_rows, run_bench
+from metadl.bench.report import plot_curves, scored_points
 from metadl.bench.runner import training_overrides
 from metadl.cli import main
 from metadl.config import find_config, load_config
@@ -129,3 +130,13 @@ def test_bench_lists_its_rows(capsys):
     out = capsys.readouterr().out
     assert all(row.name in out for row in ROWS)
     assert main(["bench", "--rows", "nope", "--out", "unused"]) == 2
+
+
+def test_runs_that_never_validated_still_get_their_test_score_plotted(tmp_path):
+    training = {"run": "slow_run", "run_dir": str(tmp_path / "slow_run"), "seconds": 1800.0}
+    score = {"key": {"ways": 20, "shots": 5}, "metric": "accuracy", "mean": 0.9, "ci95": 0.01}
+    results = {"row": {"cells": [{"training": training, "score": score}, {"training": None, "score": None}]}}
+    assert scored_points(results) == [("slow_run", "test, 20-way 5-shot", "val_accuracy", 0.5, 0.9, 0.01)]
+    assert plot_curves(results, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 1000
+    untimed = {"row": {"cells": [{"training": {**training, "seconds": None}, "score": score}]}}
+    assert scored_points(untimed) == [] and not plot_curves(untimed, tmp_path / "none.png")
