@@ -15,6 +15,7 @@ that benches of different rows can run at the same time), and ``table.md`` and `
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metadl.bench.table import Cell, Row
+from metadl.bench.table import ROWS, Cell, Row
 from metadl.config import SINUSOID, find_config, load_config
 from metadl.training.checkpoint import atomic_write_bytes
 
@@ -222,6 +223,24 @@ def evaluate_cell(
     }
 
 
+def save_row(row_file: Path, row: Row, cells: list[dict[str, Any]]) -> None:
+    """Write ``cells`` into the row's results; the row's other cells keep what the file holds now.
+
+    The file is read again under a lock, not taken from the start of this call: two benches that run
+    different cells of one row side by side (hours apart) would otherwise each drop the other's result.
+    """
+    with open(row_file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = json.loads(row_file.read_text()) if row_file.is_file() else {}
+        by_label = {c["label"]: c for c in on_disk.get("cells", [])} | {c["label"]: c for c in cells}
+        full_row = next((r for r in ROWS if r.name == row.name), row)  # ``row`` may be one cell of it
+        ordered = [by_label.pop(c.label) for c in full_row.cells if c.label in by_label] + list(
+            by_label.values()
+        )
+        result = {"setting": row.setting, "source": row.source, "cells": ordered}
+        atomic_write_bytes(row_file, (json.dumps(result, indent=1) + "\n").encode())
+
+
 def read_results(folder: Path) -> dict[str, Any]:
     """Every row's results under ``folder/results``, by row name."""
     return {f.stem: json.loads(f.read_text()) for f in sorted((folder / "results").glob("*.json"))}
@@ -257,9 +276,7 @@ def run_bench(rows: list[Row], settings: BenchSettings, log: Callable[[str], Non
                 f"{row.name} {cell.label}: {score['mean']:.4g} ± {score['ci95']:.2g} ({score['metric']}, "
                 f"{score['episodes']} episodes; published {cell.published})"
             )
-        merged = {**old, **{c["label"]: c for c in cells}}  # cells not run this time keep their results
-        result = {"setting": row.setting, "source": row.source, "cells": list(merged.values())}
-        atomic_write_bytes(row_file, (json.dumps(result, indent=1) + "\n").encode())
+        save_row(row_file, row, cells)
     results = read_results(folder)
     atomic_write_bytes(folder / "table.md", render_table(results, quick=settings.quick).encode())
     plot_curves(results, folder / "curves.png")

@@ -10,7 +10,7 @@ import yaml
 
 from metadl.bench import ROWS, BenchSettings, Cell, Row, find_rows, run_bench
 from metadl.bench.report import plot_curves, scored_points
-from metadl.bench.runner import training_overrides
+from metadl.bench.runner import save_row, training_overrides
 from metadl.cli import main
 from metadl.config import find_config, load_config
 
@@ -140,3 +140,18 @@ def test_runs_that_never_validated_still_get_their_test_score_plotted(tmp_path):
     assert plot_curves(results, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 1000
     untimed = {"row": {"cells": [{"training": {**training, "seconds": None}, "score": score}]}}
     assert scored_points(untimed) == [] and not plot_curves(untimed, tmp_path / "none.png")
+
+
+def test_saving_one_cell_keeps_the_cells_another_bench_saved_meanwhile(tmp_path):
+    row, row_file = ROWS[0], tmp_path / "row.json"
+    one, five = (
+        {"label": c.label, "published": c.published, "training": None, "score": None} for c in row.cells
+    )
+    save_row(row_file, Row(row.name, row.setting, row.source, row.cells[1:]), [five])
+    save_row(
+        row_file, Row(row.name, row.setting, row.source, row.cells[:1]), [one]
+    )  # a second bench, one cell
+    assert [c["label"] for c in json.loads(row_file.read_text())["cells"]] == ["1-shot", "5-shot"]
+    scored = {**five, "score": {"mean": 0.9}}
+    save_row(row_file, row, [scored])
+    assert json.loads(row_file.read_text())["cells"] == [one, scored]
