@@ -81,13 +81,14 @@ def validation_curves(results: dict[str, Any]) -> dict[str, tuple[str, list[floa
     curves = {}
     for row in results.values():
         for cell in row["cells"]:
-            run_dir = Path(cell["training"]["run_dir"]) if cell["training"] else None
-            if run_dir is None or run_dir.name in curves or not (run_dir / "metrics.csv").is_file():
+            if cell["training"] is None:
+                continue
+            run_dir = Path(cell["training"]["run_dir"])
+            metrics = run_dir / "metrics.csv"
+            if run_dir.name in curves or not metrics.is_file():
                 continue
             rows = [
-                r
-                for r in read_metrics(run_dir / "metrics.csv")
-                if "time_s" in r and any(k.startswith("val_") for k in r)
+                r for r in read_metrics(metrics) if "time_s" in r and any(k.startswith("val_") for k in r)
             ]
             metric = (
                 next((k for k in rows[0] if k.startswith("val_") and k != "val_ci95"), None) if rows else None

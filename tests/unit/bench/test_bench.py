@@ -148,9 +148,8 @@ def test_saving_one_cell_keeps_the_cells_another_bench_saved_meanwhile(tmp_path)
         {"label": c.label, "published": c.published, "training": None, "score": None} for c in row.cells
     )
     save_row(row_file, Row(row.name, row.setting, row.source, row.cells[1:]), [five])
-    save_row(
-        row_file, Row(row.name, row.setting, row.source, row.cells[:1]), [one]
-    )  # a second bench, one cell
+    # a second bench, on the row's other cell, saves after the first
+    save_row(row_file, Row(row.name, row.setting, row.source, row.cells[:1]), [one])
     assert [c["label"] for c in json.loads(row_file.read_text())["cells"]] == ["1-shot", "5-shot"]
     scored = {**five, "score": {"mean": 0.9}}
     save_row(row_file, row, [scored])
