@@ -2,8 +2,8 @@
 
 The contract (``metadl.algorithms.base``): ``create_learner(name, backbone=..., n_way=N)``;
 ``forward(batch)`` returns a scalar loss and ``(T, Q, N)`` logits; ``loss.backward()`` reaches the
-backbone (skipped for learners that declare ``meta_trainable = False``, e.g. a random-forest head);
-learners with their own outer update expose ``outer_step(batch, optimizer)``; eval-mode forward works
+backbone (skipped for learners that declare ``Capabilities(meta_trainable=False)``, e.g. a random-forest
+head) and one optimizer step changes the learner; eval-mode forward works
 under ``torch.no_grad()``; ``adapt(x, y)`` works under ``torch.no_grad()``, leaves the learner's state
 alone, and its ``predict`` returns the original (arbitrary integer) labels. Learners that take
 ``out_features`` also handle regression tasks.
@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import torch
 
-from metadl.algorithms import LEARNERS, LearnerOutput, create_learner, list_learners
+from metadl.algorithms import LEARNERS, Capabilities, Learner, LearnerOutput, create_learner, list_learners
 from metadl.models import create_backbone
 from metadl.tasks.task import TaskBatch
+from metadl.training.meta import meta_step
 
 N_WAY, K_SHOT, N_QUERY, N_TASKS, FEATURES = 3, 2, 2, 2, 4
 # Constructor arguments beyond backbone and n_way / out_features, for learners that need them.
@@ -67,8 +68,8 @@ def test_forward_returns_scalar_loss_and_logits_per_task_query_class(name):
 @pytest.mark.parametrize("name", list_learners())
 def test_loss_backward_reaches_the_backbone(name):
     net = learner(name, n_way=N_WAY)
-    if not getattr(net, "meta_trainable", True):
-        pytest.skip(f"{name} declares meta_trainable = False")
+    if not net.capabilities.meta_trainable:
+        pytest.skip(f"{name} declares meta_trainable=False")
     net(classification_batch()).loss.backward()
     grads = {k: p.grad for k, p in net.backbone.named_parameters()}
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
@@ -78,12 +79,21 @@ def test_loss_backward_reaches_the_backbone(name):
 
 
 @pytest.mark.parametrize("name", list_learners())
-def test_outer_step_if_any_updates_the_learner(name):
+def test_is_a_learner_with_declared_capabilities(name):
     net = learner(name, n_way=N_WAY)
-    if not hasattr(net, "outer_step"):
-        pytest.skip(f"{name} is trained by out.loss.backward()")
+    assert isinstance(net, Learner) and isinstance(type(net).capabilities, Capabilities)
+    assert type(net).capabilities.regression == takes(name, "out_features")
+
+
+@pytest.mark.parametrize("name", list_learners())
+def test_one_meta_step_updates_the_learner(name):
+    net = learner(name, n_way=N_WAY)
+    if not net.capabilities.meta_trainable:
+        with pytest.raises(ValueError, match="cannot be meta-trained"):
+            meta_step(net, classification_batch(), torch.optim.SGD(net.parameters(), lr=0.5))
+        return
     before = [p.detach().clone() for p in net.parameters()]
-    out = net.outer_step(classification_batch(), torch.optim.SGD(net.parameters(), lr=0.5))
+    out = meta_step(net, classification_batch(), torch.optim.SGD(net.parameters(), lr=0.5))
     assert isinstance(out, LearnerOutput) and out.logits.shape == (N_TASKS, N_WAY * N_QUERY, N_WAY)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
@@ -121,7 +131,7 @@ def test_regression_tasks(name):
     net = learner(name, out_features=1)
     out = net(batch)
     assert out.logits.shape == (N_TASKS, 4, 1) and out.accuracy is None
-    if getattr(net, "meta_trainable", True):
+    if net.capabilities.meta_trainable:
         out.loss.backward()
     with torch.no_grad():
         assert net.adapt(batch.support_x[0], batch.support_y[0]).predict(batch.query_x[0]).shape == (4, 1)

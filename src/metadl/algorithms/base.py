@@ -1,21 +1,26 @@
-"""What every learner shares: its output, the per-task loss, and the adapted-predictor object.
+"""What every learner shares: the protocol, its output, the per-task loss, and the adapted predictor.
 
-A learner is an ``nn.Module`` with two calls:
+A learner is a :class:`Learner` (an ``nn.Module``) with two calls and one declaration:
   * ``forward(batch: TaskBatch) -> LearnerOutput``: adapt to each task's support set and score its
-    query set, differentiably, so ``out.loss.backward()`` meta-trains the learner;
+    query set, so that ``out.loss.backward()`` followed by the optimizer's step meta-trains the learner.
+    This is the only training path: a learner whose update is not the gradient of its query loss
+    (Reptile) hands its update to ``backward`` through :func:`precomputed_gradient`, so gradient
+    clipping, distributed averaging and the non-finite checks see every learner's update alike;
   * ``adapt(support_x, support_y) -> Predictor``: adapt to one support set for use, returning an
-    object with ``predict(x)`` and ``predict_proba(x)``.
+    object with ``predict(x)`` and ``predict_proba(x)``;
+  * ``capabilities``: a class attribute (:class:`Capabilities`) stating what the learner can do beyond
+    that, read by the trainer and the tests instead of probing for attributes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from metadl.tasks.task import TaskBatch, is_classification
 
@@ -112,10 +117,66 @@ class Predictor:
         return self.classes_.to(scores.device)[scores.argmax(-1)]
 
 
-@runtime_checkable
-class Learner(Protocol):
-    """The contract every learner in the registry satisfies (see the module docstring)."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a learner declares about itself (a class attribute, ``capabilities = Capabilities(...)``).
 
-    def __call__(self, batch: TaskBatch) -> LearnerOutput: ...
+    Attributes:
+        meta_trainable: ``out.loss.backward()`` trains it. ``False`` for a head fitted by another library
+            with no gradient (the random forest): use it on a trained backbone.
+        regression: it takes ``out_features=`` instead of ``n_way=`` and float targets.
+    """
 
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor: ...
+    meta_trainable: bool = True
+    regression: bool = False
+
+
+class Learner(nn.Module):
+    """The base of every learner in the registry (see the module docstring).
+
+    Subclasses implement ``forward(batch) -> LearnerOutput`` and ``adapt(support_x, support_y) ->
+    Predictor`` and declare ``capabilities``. The base adds nothing else, so a learner is an
+    ``nn.Module`` that the type checker knows these three things about.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    if TYPE_CHECKING:  # nn.Module types __call__ as returning Any; a learner's call returns its output
+
+        def __call__(self, batch: TaskBatch) -> LearnerOutput: ...
+
+    def forward(self, batch: TaskBatch) -> LearnerOutput:
+        raise NotImplementedError
+
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
+        raise NotImplementedError
+
+
+class _PrecomputedGradient(torch.autograd.Function):
+    """A loss value whose backward hands out gradients that were already computed (times ``grad_output``)."""
+
+    @staticmethod
+    def forward(ctx: Any, value: Tensor, grads: tuple[Tensor, ...], *params: Tensor) -> Tensor:
+        ctx.grads = grads
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        return (None, None, *(grad_output * g for g in ctx.grads))
+
+
+def precomputed_gradient(value: Tensor, grads: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+    """A scalar equal to ``value`` whose ``backward()`` adds ``grads[i]`` to ``params[i].grad``.
+
+    How a learner whose update is computed outside autograd (Reptile's ``theta - mean_t phi_t``, or
+    gradients accumulated chunk by chunk) still trains through ``loss.backward()``.
+
+    Example:
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> loss = precomputed_gradient(torch.tensor(3.0), [torch.tensor([1.0, -2.0])], [w])
+        >>> loss.backward(); loss.item(), w.grad.tolist()
+        (3.0, [1.0, -2.0])
+    """
+    if len(grads) != len(params):
+        raise ValueError(f"{len(grads)} gradients for {len(params)} parameters")
+    return _PrecomputedGradient.apply(value, tuple(grads), *params)

@@ -8,31 +8,46 @@ embeddings. A learner states the two steps as methods ::
     fit_head(support_z (T, S, D), support_y (T, S), n_way) -> state
     score_head(state, query_z (T, Q, D)) -> logits (T, Q, N)
 
-and the two functions below turn them into ``forward`` logits and an ``adapt`` predictor, so the
-support set is solved once per task and each ``predict`` call only scores.
+and the base class :class:`HeadLearner` turns them into ``forward`` (mean query loss of the head's logits)
+and ``adapt`` (a predictor), so the support set is solved once per task and each ``predict`` call only
+scores. A learner whose loss is not cross-entropy on the logits (RelationNet) overrides ``forward``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metadl.algorithms.base import Predictor, encode_labels
+from metadl.algorithms.base import Learner, LearnerOutput, Predictor, encode_labels, make_output
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
 
 
-class HeadLearner(Protocol):
-    """A learner made of a backbone and a per-task head (see the module docstring)."""
+class HeadLearner(Learner):
+    """A learner made of a backbone and a per-task head (see the module docstring).
+
+    Subclasses set ``self.backbone`` and define ``fit_head`` and ``score_head``; ``forward`` and
+    ``adapt`` are shared.
+    """
 
     backbone: Backbone
 
-    def fit_head(self, support_z: Tensor, support_y: Tensor, n_way: int) -> Any: ...
+    def fit_head(self, support_z: Tensor, support_y: Tensor, n_way: int) -> Any:
+        """Per-task head state from support embeddings ``(T, S, D)`` and labels ``(T, S)`` in ``0..n_way-1``."""
+        raise NotImplementedError
 
-    def score_head(self, state: Any, query_z: Tensor) -> Tensor: ...
+    def score_head(self, state: Any, query_z: Tensor) -> Tensor:
+        """Query logits ``(T, Q, N)`` from the fitted state and query embeddings ``(T, Q, D)``."""
+        raise NotImplementedError
+
+    def forward(self, batch: TaskBatch) -> LearnerOutput:
+        return make_output(head_logits(self, batch), batch)
+
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
+        return head_predictor(self, support_x, support_y)
 
 
 def embed_tasks(backbone: Backbone, x: Tensor) -> Tensor:

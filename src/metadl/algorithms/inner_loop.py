@@ -39,7 +39,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from metadl.algorithms.base import LearnerOutput, Predictor, encode_labels, make_output, query_loss
+from metadl.algorithms.base import (
+    LearnerOutput,
+    Predictor,
+    encode_labels,
+    make_output,
+    precomputed_gradient,
+    query_loss,
+)
 from metadl.models.base import Backbone
 from metadl.models.layers import BatchNorm
 from metadl.tasks.task import TaskBatch, is_classification
@@ -299,19 +306,6 @@ def predict_tasks(
     return map_tasks(_one_query_at_a_time(fn), params, support_x, query_x, vectorize=vectorize, shared=shared)
 
 
-class _PrecomputedGradient(torch.autograd.Function):
-    """A loss value whose backward hands out gradients that were already computed (times ``grad_output``)."""
-
-    @staticmethod
-    def forward(ctx, value: Tensor, grads: tuple[Tensor, ...], *params: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.grads = grads
-        return value.detach().clone()
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        return (None, None, *(grad_output * g for g in ctx.grads))
-
-
 def meta_output(
     query_logits: Callable[[TaskBatch], Tensor],
     batch: TaskBatch,
@@ -341,7 +335,7 @@ def meta_output(
                     acc += g
         total = total.to(share) + share.detach()
         logits.append(out.logits.detach())
-    loss = _PrecomputedGradient.apply(total, tuple(grads), *params) if backprop else total
+    loss = precomputed_gradient(total, grads, params) if backprop else total
     return LearnerOutput(loss=loss, logits=torch.cat(logits), query_y=batch.query_y)
 
 

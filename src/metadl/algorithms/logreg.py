@@ -17,12 +17,10 @@ so the head is exactly differentiable without unrolling the iterations.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from metadl.algorithms.base import LearnerOutput, Predictor, make_output
-from metadl.algorithms.heads import head_logits, head_predictor, one_hot, register_log_scale
+from metadl.algorithms.heads import HeadLearner, one_hot, register_log_scale
 from metadl.models.base import Backbone
-from metadl.tasks.task import TaskBatch
 
 _STEPS = (1.0, 0.5, 0.25, 0.125, 0.0625)  # line-search candidates, tried all at once
 
@@ -78,7 +76,7 @@ def logreg_dual(K: Tensor, Y: Tensor, C: float, *, max_iter: int = 50, tol: floa
     return A + step
 
 
-class LogRegHead(nn.Module):
+class LogRegHead(HeadLearner):
     """Logistic-regression head over any backbone (the "LR" baseline of Tian et al. 2020, meta-trainable).
 
     Args:
@@ -130,9 +128,3 @@ class LogRegHead(nn.Module):
 
     def score_head(self, weights: Tensor, query_z: Tensor) -> Tensor:
         return self.log_scale.exp() * self._prepare(query_z) @ weights.transpose(1, 2)
-
-    def forward(self, batch: TaskBatch) -> LearnerOutput:
-        return make_output(head_logits(self, batch), batch)
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        return head_predictor(self, support_x, support_y)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import ClassVar, Self
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from metadl.algorithms.base import LearnerOutput, Predictor
+from metadl.algorithms.base import Capabilities, Learner, LearnerOutput, Predictor
 from metadl.algorithms.inner_loop import (
     InnerLoopSettings,
     Params,
@@ -29,7 +29,7 @@ from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
 
 
-class MAML(nn.Module):
+class MAML(Learner):
     """Model-Agnostic Meta-Learning: learn an initialisation that adapts to a task in a few gradient steps.
 
     ``forward(batch)`` adapts backbone + head to each task's support set with ``inner_steps`` steps of
@@ -46,7 +46,7 @@ class MAML(nn.Module):
 
     The variants override one piece each: :class:`FOMAML` (``first_order``), ``MetaSGD``
     (``step_lrs``: learned rates), ``ANIL`` (``inner_params``: the head only), ``Reptile``
-    (``outer_step``).
+    (``forward``: its update delivered through the loss).
 
     Args:
         backbone: feature extractor (batch norm must be ``metadl.models.BatchNorm``).
@@ -67,6 +67,8 @@ class MAML(nn.Module):
         >>> out.loss.backward(); out.logits.shape
         torch.Size([4, 5, 1])
     """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(regression=True)
 
     def __init__(
         self,
@@ -123,12 +125,16 @@ class MAML(nn.Module):
             self.network(), params, support_x, query_x, transductive=s.transductive, vectorize=s.vectorize
         )
 
-    def forward(self, batch: TaskBatch) -> LearnerOutput:
+    def check_targets(self, batch: TaskBatch) -> None:
+        """Refuse regression targets whose width differs from the head's outputs."""
         if not batch.is_classification and batch.query_y.shape[-1] != self.head.out_features:
             raise ValueError(
                 f"regression targets have {batch.query_y.shape[-1]} outputs but the head has "
                 f"{self.head.out_features}; create the learner with out_features={batch.query_y.shape[-1]}"
             )
+
+    def forward(self, batch: TaskBatch) -> LearnerOutput:
+        self.check_targets(batch)
         steps = self.settings.steps(self.training)
 
         def query_logits(chunk: TaskBatch) -> Tensor:

@@ -18,10 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metadl.algorithms.base import LearnerOutput, Predictor, make_output
-from metadl.algorithms.heads import head_logits, head_predictor, one_hot, register_log_scale
+from metadl.algorithms.heads import HeadLearner, one_hot, register_log_scale
 from metadl.models.base import Backbone
-from metadl.tasks.task import TaskBatch
 
 
 def matching_log_probs(
@@ -67,7 +65,7 @@ class FullContextEmbedding(nn.Module):
         return h.view(t, q, d)
 
 
-class MatchingNet(nn.Module):
+class MatchingNet(HeadLearner):
     """Matching network over any backbone.
 
     Args:
@@ -114,9 +112,3 @@ class MatchingNet(nn.Module):
         if self.fce is not None:
             query_z = self.fce.query(query_z, support_g)
         return matching_log_probs(query_z, support_g, support_onehot, self.log_scale.exp())
-
-    def forward(self, batch: TaskBatch) -> LearnerOutput:
-        return make_output(head_logits(self, batch), batch)
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        return head_predictor(self, support_x, support_y)

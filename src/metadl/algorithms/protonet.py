@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metadl.algorithms.base import LearnerOutput, Predictor, encode_labels, make_output
+from metadl.algorithms.base import Learner, LearnerOutput, Predictor, encode_labels, make_output
 from metadl.algorithms.heads import embed_tasks
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
@@ -35,7 +35,7 @@ def prototype_logits(query_z: Tensor, protos: Tensor, distance: str, scale: Tens
     return scale * cos
 
 
-class ProtoNet(nn.Module):
+class ProtoNet(Learner):
     """Prototypical network over any backbone.
 
     Args:

@@ -2,20 +2,20 @@
 
 The forest is fitted on the support embeddings of each task (a Python loop over tasks: scikit-learn
 is not batched) and scores the queries with ``log predict_proba``. Trees are not differentiable, so the
-learner declares ``meta_trainable = False``: use it on a pre-trained or meta-trained backbone. Its
+learner declares ``Capabilities(meta_trainable=False)``: use it on a pre-trained or meta-trained backbone. Its
 loss is reported, but calling ``backward()`` on it raises an error that says so.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from metadl.algorithms.base import LearnerOutput, Predictor, make_output
-from metadl.algorithms.heads import embed_tasks, head_predictor
+from metadl.algorithms.base import Capabilities, LearnerOutput, make_output
+from metadl.algorithms.heads import HeadLearner, embed_tasks
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
 
@@ -40,7 +40,7 @@ class _NoGradient(torch.autograd.Function):
         )
 
 
-class RandomForestHead(nn.Module):
+class RandomForestHead(HeadLearner):
     """Random forest on frozen embeddings, one forest per task.
 
     Args:
@@ -57,7 +57,7 @@ class RandomForestHead(nn.Module):
         torch.Size([2, 3, 3])
     """
 
-    meta_trainable = False
+    capabilities: ClassVar[Capabilities] = Capabilities(meta_trainable=False)
 
     def __init__(
         self,
@@ -121,6 +121,3 @@ class RandomForestHead(nn.Module):
         if anchor is not None and torch.is_grad_enabled():
             out.loss = _NoGradient.apply(out.loss, anchor)
         return out
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        return head_predictor(self, support_x, support_y)

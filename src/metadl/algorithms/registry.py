@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from metadl.algorithms.anil import ANIL
+from metadl.algorithms.base import Learner
 from metadl.algorithms.logreg import LogRegHead
 from metadl.algorithms.maml import FOMAML, MAML
 from metadl.algorithms.matchingnet import MatchingNet
@@ -18,7 +17,7 @@ from metadl.algorithms.reptile import Reptile
 from metadl.algorithms.ridge import R2D2
 from metadl.algorithms.svm import MetaSVM
 
-LEARNERS: dict[str, type[nn.Module]] = {
+LEARNERS: dict[str, type[Learner]] = {
     "protonet": ProtoNet,
     "matchingnet": MatchingNet,
     "relationnet": RelationNet,
@@ -39,7 +38,7 @@ def list_learners() -> list[str]:
     return sorted(LEARNERS)
 
 
-def create_learner(name: str, **kwargs: Any) -> nn.Module:
+def create_learner(name: str, **kwargs: Any) -> Learner:
     """Build a learner by name, e.g. ``create_learner("protonet", backbone=bb, n_way=5)``."""
     try:
         cls = LEARNERS[name]

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metadl.algorithms.base import LearnerOutput, Predictor
-from metadl.algorithms.heads import head_logits, head_predictor, one_hot
+from metadl.algorithms.base import LearnerOutput
+from metadl.algorithms.heads import HeadLearner, head_logits, one_hot
 from metadl.models.base import Backbone
 from metadl.models.layers import BatchNorm
 from metadl.tasks.task import TaskBatch
@@ -31,7 +31,7 @@ POOLS = ("sum", "mean")
 LOSSES = ("mse", "ce")
 
 
-class RelationNet(nn.Module):
+class RelationNet(HeadLearner):
     """Relation network over any backbone.
 
     ``logits`` in the output are relation scores in [0, 1] for ``loss="mse"`` and pre-sigmoid scores for
@@ -102,6 +102,3 @@ class RelationNet(nn.Module):
         else:
             loss = F.cross_entropy(scores.flatten(0, 1), batch.query_y.reshape(-1))
         return LearnerOutput(loss=loss, logits=scores, query_y=batch.query_y)
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        return head_predictor(self, support_x, support_y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from metadl.algorithms.base import LearnerOutput, make_output
+from metadl.algorithms.base import LearnerOutput, make_output, precomputed_gradient
 from metadl.algorithms.maml import MAML
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
@@ -14,25 +14,26 @@ from metadl.tasks.task import TaskBatch
 class Reptile(MAML):
     """Reptile: adapt to each task with plain SGD, then step the initialisation towards the adapted weights.
 
-    Training loops call ``learner.outer_step(batch, optimizer)`` when a learner has one (as
-    ``metadl.training.meta.meta_step`` does) and otherwise ``out = learner(batch);
-    out.loss.backward(); optimizer.step()``. ``outer_step`` writes the Reptile direction
-    ``theta - mean_t(phi_t)`` into ``.grad`` of every adapted parameter (``phi_t``: the parameters after
-    ``inner_steps`` steps on task t's support set) and calls ``optimizer.step()``: with
-    ``SGD(lr=eps)`` that is the paper's update ``theta <- theta + eps * mean_t(phi_t - theta)``; Adam
-    (as in the paper's experiments) rescales it per entry.
+    Reptile is trained like every other learner: ``out = learner(batch); out.loss.backward();
+    optimizer.step()``. In training mode with gradients enabled, ``out.loss`` has the value of the query
+    loss after adaptation (what is logged) and its backward delivers the Reptile direction
+    ``theta - mean_t(phi_t)`` to ``.grad`` of every adapted parameter (``phi_t``: the parameters after
+    ``inner_steps`` steps on task t's support set; see :func:`~metadl.algorithms.base.precomputed_gradient`).
+    With ``SGD(lr=eps)`` the step is the paper's update ``theta <- theta + eps * mean_t(phi_t - theta)``;
+    Adam (as in the paper's experiments) rescales it per entry. Because the update travels through
+    ``backward``, gradient clipping, distributed averaging and the non-finite checks apply to it as to
+    any gradient.
 
-    ``forward(batch)`` is first-order MAML with the same inner loop: the query loss after adaptation,
-    whose gradient is the query gradient at ``phi``; use it for evaluation (or to train Reptile's
-    initialisation with the FOMAML update instead). Arguments: as for
+    In eval mode or under ``torch.no_grad()`` (evaluation, validation) ``forward`` is first-order MAML
+    with the same inner loop: the query loss after adaptation. Arguments: as for
     :class:`~metadl.algorithms.maml.MAML`, always first order.
 
     Example:
         >>> from metadl.models import create_backbone
         >>> rep = Reptile(backbone=create_backbone("mlp", in_features=1, hidden=[8]), out_features=1)
         >>> x, y = torch.randn(4, 10, 1), torch.randn(4, 10, 1)
-        >>> out = rep.outer_step(TaskBatch(x[:, :5], y[:, :5], x[:, 5:], y[:, 5:]), torch.optim.SGD(rep.parameters(), lr=1.0))
-        >>> out.logits.shape
+        >>> out = rep(TaskBatch(x[:, :5], y[:, :5], x[:, 5:], y[:, 5:]))
+        >>> out.loss.backward(); out.logits.shape
         torch.Size([4, 5, 1])
     """
 
@@ -69,11 +70,12 @@ class Reptile(MAML):
             logits.append(self.predict_logits(phi, chunk.support_x, chunk.query_x))
         return direction, torch.cat(logits)
 
-    def outer_step(self, batch: TaskBatch, optimizer: torch.optim.Optimizer) -> LearnerOutput:
-        """One Reptile meta-update on ``batch``; returns the query loss and logits after adaptation."""
+    def forward(self, batch: TaskBatch) -> LearnerOutput:
+        if not (self.training and torch.is_grad_enabled()):
+            return super().forward(batch)
+        self.check_targets(batch)
         direction, logits = self.reptile_direction(batch)
-        optimizer.zero_grad(set_to_none=True)
-        for k, p in self.inner_params().items():
-            p.grad = direction[k]
-        optimizer.step()
-        return make_output(logits, batch)
+        out = make_output(logits, batch)
+        theta = self.inner_params()
+        loss = precomputed_gradient(out.loss, [direction[k] for k in theta], list(theta.values()))
+        return LearnerOutput(loss=loss, logits=logits, query_y=batch.query_y)

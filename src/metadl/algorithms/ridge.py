@@ -15,10 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from metadl.algorithms.base import LearnerOutput, Predictor, make_output
-from metadl.algorithms.heads import head_logits, head_predictor, one_hot, register_log_scale
+from metadl.algorithms.heads import HeadLearner, one_hot, register_log_scale
 from metadl.models.base import Backbone
-from metadl.tasks.task import TaskBatch
 
 
 def ridge_weights(x: Tensor, y: Tensor, lam: Tensor | float) -> Tensor:
@@ -39,7 +37,7 @@ def ridge_weights(x: Tensor, y: Tensor, lam: Tensor | float) -> Tensor:
     return torch.linalg.solve(xt @ x + lam * eye, xt @ y)
 
 
-class R2D2(nn.Module):
+class R2D2(HeadLearner):
     """Ridge-regression differentiable discriminator over any backbone.
 
     Args:
@@ -85,9 +83,3 @@ class R2D2(nn.Module):
 
     def score_head(self, weights: Tensor, query_z: Tensor) -> Tensor:
         return self.log_scale.exp() * (query_z @ weights) + self.bias
-
-    def forward(self, batch: TaskBatch) -> LearnerOutput:
-        return make_output(head_logits(self, batch), batch)
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        return head_predictor(self, support_x, support_y)

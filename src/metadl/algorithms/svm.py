@@ -28,12 +28,10 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from metadl.algorithms.base import LearnerOutput, Predictor, make_output
-from metadl.algorithms.heads import head_logits, head_predictor, one_hot, register_log_scale
+from metadl.algorithms.heads import HeadLearner, one_hot, register_log_scale
 from metadl.models.base import Backbone
-from metadl.tasks.task import TaskBatch
 
 
 def project_simplex(v: Tensor, radius: float) -> Tensor:
@@ -153,7 +151,7 @@ def crammer_singer_dual(
     return (C * Y - exact).to(dtype)
 
 
-class MetaSVM(nn.Module):
+class MetaSVM(HeadLearner):
     """MetaOptNet-SVM: backbone embeddings, a Crammer-Singer SVM fitted per task, logits ``scale * x W^T``.
 
     Args:
@@ -209,9 +207,3 @@ class MetaSVM(nn.Module):
 
     def score_head(self, weights: Tensor, query_z: Tensor) -> Tensor:
         return self.log_scale.exp() * query_z @ weights.transpose(1, 2)
-
-    def forward(self, batch: TaskBatch) -> LearnerOutput:
-        return make_output(head_logits(self, batch), batch)
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
-        return head_predictor(self, support_x, support_y)

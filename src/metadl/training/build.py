@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from metadl.algorithms import LEARNERS, create_learner
+from metadl.algorithms import LEARNERS, Learner, create_learner
 from metadl.config import SINUSOID, Config, OptimizerConfig
 from metadl.data import DATASETS, create_dataset
 from metadl.data.base import FewShotDataset
@@ -110,16 +109,14 @@ def backbone_kwargs(cfg: Config, x_shape: tuple[int, ...]) -> dict[str, Any]:
 def learner_kwargs(cfg: Config) -> dict[str, Any]:
     """The learner's hyperparameters plus ``n_way`` (classification) or ``out_features=1`` (sinusoid)."""
     kwargs = dict(cfg.learner.kwargs)
-    params = inspect.signature(LEARNERS[cfg.learner.name]).parameters
-    if is_regression(cfg):
-        if "out_features" in params:
-            kwargs["out_features"] = 1
-    elif "n_way" in params:
+    if not is_regression(cfg):
         kwargs["n_way"] = cfg.sampler.ways
+    elif LEARNERS[cfg.learner.name].capabilities.regression:
+        kwargs["out_features"] = 1
     return kwargs
 
 
-def build_learner(cfg: Config, x_shape: tuple[int, ...]) -> nn.Module:
+def build_learner(cfg: Config, x_shape: tuple[int, ...]) -> Learner:
     """Backbone + learner as configured (initialised from torch's global RNG: seed it first).
 
     Example:

@@ -31,10 +31,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -42,9 +40,6 @@ from torch import Tensor, nn
 
 from metadl.config import resolve_device
 from metadl.tasks.task import TaskBatch
-
-if TYPE_CHECKING:
-    from metadl.training.meta import GradientReducer
 
 
 def autocast(device: str | torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16):
@@ -260,28 +255,6 @@ class DistributedContext:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class ReducingOptimizer:
-    """An optimizer whose ``step()`` first averages the gradients across processes.
-
-    For learners that write their own update into ``.grad`` and step the optimizer inside
-    ``outer_step`` (Reptile's ``theta - mean_t phi_t``): ``meta_step`` hands them this wrapper, so the
-    update averages over the whole meta-batch as in one process. Everything else is the wrapped optimizer.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, module: nn.Module, reducer: GradientReducer) -> None:
-        self.optimizer, self.module, self.reducer = optimizer, module, reducer
-
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        self.reducer.reduce_gradients(self.module)
-        return self.optimizer.step(closure)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.optimizer, name)
 
 
 def _by_dtype(tensors: list[Tensor]) -> list[list[Tensor]]:

@@ -1,23 +1,25 @@
 """The core meta-training step and a minimal loop around it.
 
-``meta_step`` is the one place that knows how a learner is updated: learners with their own outer
-update (Reptile) expose ``outer_step(batch, optimizer)``; every other learner is trained by
-back-propagating its meta-loss. The full engine (configs, checkpoints, validation, logging) builds on it.
+``meta_step`` is the one place that knows how a learner is updated, and it is the same for every
+learner: ``out = learner(batch)``, a check that the loss is finite, ``out.loss.backward()``, the
+gradients averaged across processes (distributed training), clipped, then ``optimizer.step()``.
+Learners whose update is not a plain gradient (Reptile) deliver it through the loss
+(:func:`metadl.algorithms.base.precomputed_gradient`), so nothing here depends on the learner. The
+full engine (configs, checkpoints, validation, logging) builds on it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metadl.algorithms.base import LearnerOutput
+from metadl.algorithms.base import Learner, LearnerOutput
 from metadl.tasks.task import TaskBatch
-from metadl.training.distributed import ReducingOptimizer
 
 
 class GradientReducer(Protocol):
@@ -31,7 +33,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def meta_step(
-    learner: nn.Module,
+    learner: Learner,
     batch: TaskBatch,
     optimizer: torch.optim.Optimizer,
     *,
@@ -44,12 +46,8 @@ def meta_step(
     ``distributed`` object whose ``reduce_gradients(module)`` averages the gradients across
     processes (weighted by tasks), so every process applies the same update as one process would.
     """
+    check_trainable(learner)
     learner.train()
-    outer_step = getattr(learner, "outer_step", None)
-    if outer_step is not None:
-        if distributed is not None:  # the learner steps the optimizer itself: average the grads just before
-            optimizer = ReducingOptimizer(optimizer, learner, distributed)
-        return outer_step(batch, optimizer)
     out = learner(batch)
     if not math.isfinite(out.loss.item()):
         raise NonFiniteLossError(
@@ -65,9 +63,18 @@ def meta_step(
     return out
 
 
+def check_trainable(learner: Learner) -> None:
+    """Refuse a learner that declares it cannot be meta-trained, with what to do instead."""
+    if not learner.capabilities.meta_trainable:
+        raise ValueError(
+            f"{type(learner).__name__} cannot be meta-trained (it declares meta_trainable=False: it is fitted "
+            "without gradients); use it on a trained backbone, or meta-train a differentiable learner"
+        )
+
+
 def meta_train(
-    learner: nn.Module,
-    sampler,
+    learner: Learner,
+    sampler: Any,
     optimizer: torch.optim.Optimizer,
     *,
     iterations: int,

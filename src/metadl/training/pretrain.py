@@ -148,7 +148,7 @@ def pretrain_then_meta_train(
 
     Args:
         learner: a registered learner name (``protonet``, ``svm``, ...). A learner that cannot be
-            meta-trained (``meta_trainable = False``, e.g. ``randomforest``) is returned right after
+            meta-trained (``Capabilities(meta_trainable=False)``, e.g. ``randomforest``) is returned right after
             pre-training, with an empty meta-training curve.
         backbone: modified in place (pre-trained, then meta-trained as part of the learner).
         train: the training split (its classes are the pre-training classes and the episode classes).
@@ -180,7 +180,7 @@ def pretrain_then_meta_train(
     model = create_learner(learner, backbone=supervised.backbone, n_way=n_way, **(learner_kwargs or {})).to(
         device
     )
-    if not getattr(model, "meta_trainable", True) or meta_iterations == 0:
+    if not model.capabilities.meta_trainable or meta_iterations == 0:
         return PretrainResult(model, supervised)
     sampler = EpisodeSampler(train, n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=meta_lr)

@@ -35,7 +35,7 @@ def test_logits_are_log_probabilities_of_a_forest_fitted_per_task() -> None:
 
 def test_is_not_meta_trainable_and_says_so_on_backward() -> None:
     rf = _learner()
-    assert rf.meta_trainable is False
+    assert rf.capabilities.meta_trainable is False
     batch = EpisodeSampler(blobs(10, 10, seed=0), n_way=5, k_shot=1, n_query=1, seed=0).sample_batch(1)
     out = rf(batch)
     with pytest.raises(RuntimeError, match="no gradient"):

@@ -86,7 +86,7 @@ def test_learners_that_cannot_be_meta_trained_stop_after_pre_training() -> None:
         pretrain_epochs=1,
         learner_kwargs={"n_estimators": 5},
     )
-    assert res.meta_history == [] and res.learner.meta_trainable is False
+    assert res.meta_history == [] and res.learner.capabilities.meta_trainable is False
 
 
 def test_unknown_baseline_head_names_the_choices() -> None:

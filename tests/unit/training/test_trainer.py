@@ -8,10 +8,9 @@ import pytest
 import torch
 import yaml
 from engine_data import tiny_raw
-from torch import nn
 
 import metadl
-from metadl.algorithms import LEARNERS
+from metadl.algorithms import LEARNERS, Learner
 from metadl.algorithms.base import make_output
 from metadl.cli import main
 from metadl.config import config_from_dict, load_config
@@ -86,7 +85,7 @@ def test_a_run_folder_is_never_overwritten(blobs_dataset, tmp_path):
         train(other, tmp_path / "run", resume=True, progress=False)
 
 
-class NaNAfter(nn.Module):
+class NaNAfter(Learner):
     """ProtoNet-like toy learner whose meta-loss turns NaN from its 7th forward call on."""
 
     calls = 0
