@@ -88,7 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"metadl train: error: {err}", file=sys.stderr)
         return 2
     print(f"run folder {result.run_dir}; model saved to {result.model_dir}")
-    return 0
+    return result.exit_code  # non-zero when SIGTERM / SIGINT stopped the run (it is checkpointed)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

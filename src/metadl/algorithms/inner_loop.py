@@ -99,7 +99,7 @@ def _as_metadl_batch_norm(old: nn.modules.batchnorm._BatchNorm) -> BatchNorm:
         else:
             new.weight.requires_grad_(False)
             new.bias.requires_grad_(False)
-        if old.running_mean is not None:
+        if old.running_mean is not None and old.running_var is not None:
             new.running_mean.copy_(old.running_mean)
             new.running_var.copy_(old.running_var)
     device = next((t.device for t in old.parameters()), None) or next((t.device for t in old.buffers()), None)
@@ -121,6 +121,7 @@ def linear_head(backbone: Backbone, n_way: int | None, out_features: int | None)
             f"n_way={n_way}, out_features={out_features}"
         )
     size = n_way if n_way is not None else out_features
+    assert size is not None  # exactly one of them was given
     if size < 1:
         raise ValueError(f"n_way / out_features must be >= 1, got {size}")
     return nn.Linear(backbone.out_features, size)

@@ -89,11 +89,14 @@ class LogRegHead(HeadLearner):
 
     Example:
         >>> from metadl.models import create_backbone
+        >>> from metadl.tasks import TaskBatch
         >>> lr = LogRegHead(backbone=create_backbone("mlp", in_features=4, hidden=[8]), n_way=3)
         >>> b = TaskBatch(torch.randn(2, 6, 4), torch.arange(3).repeat(2).expand(2, 6), torch.randn(2, 3, 4), torch.arange(3).expand(2, 3))
         >>> lr(b).logits.shape
         torch.Size([2, 3, 3])
     """
+
+    log_scale: Tensor  # registered by register_log_scale: a parameter or a buffer
 
     def __init__(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -61,4 +63,4 @@ class MetaSGD(MAML):
 
     def step_lrs(self) -> list[StepLR]:
         names = list(self.inner_params())
-        return [dict(zip(names, rates, strict=True)) for rates in self.inner_lrs]
+        return [dict(zip(names, cast(nn.ParameterList, rates), strict=True)) for rates in self.inner_lrs]

@@ -27,6 +27,9 @@ class BatchNorm(nn.Module):
         True
     """
 
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum

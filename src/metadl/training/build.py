@@ -72,8 +72,8 @@ def make_sampler(
     generator_seed = derive_seed(seed, split)
     if cfg.dataset.name == SINUSOID:
         return SinusoidSampler(k_shot=shots, n_query=queries, seed=generator_seed, **cfg.dataset.options)
-    if dataset is None:
-        dataset = load_split(cfg, split)
+    dataset = dataset if dataset is not None else load_split(cfg, split)
+    assert dataset is not None  # only sinusoid tasks have no dataset
     return EpisodeSampler(dataset, n_way=ways, k_shot=shots, n_query=queries, seed=generator_seed)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
 
@@ -257,7 +258,7 @@ class DistributedContext:
         self.close()
 
 
-def _by_dtype(tensors: list[Tensor]) -> list[list[Tensor]]:
+def _by_dtype(tensors: Sequence[Tensor]) -> list[list[Tensor]]:
     """Group tensors by dtype, keeping their order (one flat buffer per dtype per collective)."""
     groups: dict[torch.dtype, list[Tensor]] = {}
     for t in tensors:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from metadl.data.base import FewShotDataset
@@ -75,3 +76,22 @@ def run_torchrun(args: list[str], *, timeout: float) -> subprocess.CompletedProc
         env=env,
         timeout=timeout,
     )
+
+
+def image_config_file(tmp_path: Path, iterations: int) -> Path:
+    """A YAML config training ProtoNet on a tiny image folder tree (for runs through the CLI)."""
+    root = write_image_tree(tmp_path / "images")
+    raw = {
+        "seed": 3,
+        "device": "cpu",
+        "dataset": {"name": "image_folder", "root": str(root), "image_size": 8},
+        "sampler": {"ways": 3, "shots": 1, "queries": 2, "meta_batch": 2},
+        "backbone": {"name": "mlp", "hidden": [16]},
+        "learner": {"name": "protonet"},
+        "optimizer": {"name": "adam", "lr": 0.01, "schedule": "cosine", "warmup": 3},
+        "train": {"iterations": iterations, "val_every": 100, "checkpoint_every": 5, "val_episodes": 5},
+        "eval": {"episodes": 10},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from engine_data import run_torchrun, tiny_raw, write_image_tree
+from engine_data import image_config_file, run_torchrun, tiny_raw
 
-import metadl.training.trainer as trainer
+import metadl.training.run as run_module
 from metadl.cli import main
 from metadl.config import config_from_dict
 from metadl.training.checkpoint import load_checkpoint
@@ -57,7 +56,7 @@ def test_resume_after_an_exception_equals_an_uninterrupted_run(blobs_dataset, tm
     quiet = {"progress": False, "log": lambda _: None}
     train(cfg, tmp_path / "reference", **quiet)
 
-    real_step, calls = trainer.meta_step, []
+    real_step, calls = run_module.meta_step, []
 
     def interrupted_step(*args, **kwargs):
         calls.append(1)
@@ -65,10 +64,10 @@ def test_resume_after_an_exception_equals_an_uninterrupted_run(blobs_dataset, tm
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "meta_step", interrupted_step)
+    monkeypatch.setattr(run_module, "meta_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed", **quiet)
-    monkeypatch.setattr(trainer, "meta_step", real_step)
+    monkeypatch.setattr(run_module, "meta_step", real_step)
     assert load_checkpoint(tmp_path / "resumed" / "last.ckpt")["iteration"] == 10
     assert len((tmp_path / "resumed" / "metrics.csv").read_text().splitlines()) == 1 + 12
     train(None, tmp_path / "resumed", resume=True, **quiet)
@@ -107,24 +106,6 @@ def test_a_run_from_before_the_time_column_resumes_with_its_own_columns(blobs_da
     assert len(read_metrics(metrics)) == 30
 
 
-def image_config(tmp_path: Path, iterations: int) -> Path:
-    root = write_image_tree(tmp_path / "images")
-    raw = {
-        "seed": 3,
-        "device": "cpu",
-        "dataset": {"name": "image_folder", "root": str(root), "image_size": 8},
-        "sampler": {"ways": 3, "shots": 1, "queries": 2, "meta_batch": 2},
-        "backbone": {"name": "mlp", "hidden": [16]},
-        "learner": {"name": "protonet"},
-        "optimizer": {"name": "adam", "lr": 0.01, "schedule": "cosine", "warmup": 3},
-        "train": {"iterations": iterations, "val_every": 100, "checkpoint_every": 5, "val_episodes": 5},
-        "eval": {"episodes": 10},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 def start_and_kill(config: Path, run: Path, delay: float = 0.0, resume: bool = False) -> bool:
     """Start ``metadl train`` in a subprocess and ``kill -9`` it once a checkpoint exists (plus ``delay``).
 
@@ -152,7 +133,7 @@ def start_and_kill(config: Path, run: Path, delay: float = 0.0, resume: bool = F
 
 
 def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
-    config = image_config(tmp_path, iterations=300)
+    config = image_config_file(tmp_path, iterations=300)
     assert start_and_kill(config, tmp_path / "killed"), "the run finished before it could be killed"
     killed_at = load_checkpoint(tmp_path / "killed" / "last.ckpt")["iteration"]
     assert 5 <= killed_at < 300
@@ -163,7 +144,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_many_kills_at_random_moments_still_give_the_uninterrupted_run(tmp_path):
-    config = image_config(tmp_path, iterations=400)
+    config = image_config_file(tmp_path, iterations=400)
     rng = random.Random(0)
     kills = [
         start_and_kill(config, tmp_path / "killed", delay=rng.uniform(0, 0.3), resume=i > 0) for i in range(3)
@@ -178,7 +159,7 @@ def test_two_process_data_parallel_run_matches_one_process(tmp_path):
     """``torchrun -m metadl.cli train``: 2 Gloo processes, one shard of the meta-batch each, the main one
     writing the run folder; the result matches a single-process run up to float summation order. (SGD: Adam's
     first steps are about lr * sign(grad), so gradient entries at rounding-noise level would flip whole steps.)"""
-    config = image_config(tmp_path, iterations=20)
+    config = image_config_file(tmp_path, iterations=20)
     sgd = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.2"]
     proc = run_torchrun(
         ["-m", "metadl.cli", "train", str(config), "--out", str(tmp_path / "ddp"), "--no-progress", *sgd],
