@@ -135,12 +135,16 @@ class TaskFileSource(SeededSource):
                 if support and query
                 else self._pool_task(name, files[split])
             )
-        if not tasks:
-            where = f"split {split!r}" if not self.fixed else f"splits {support!r} and {query!r}"
+        if not groups:
             raise TaskSourceError(
-                f"{self.root} has task files ({sorted(groups)[:5]}) but none with {where}; set split= (or support=/query=) to the splits its file names end in"
-                if groups
-                else f"no task files in {self.root} (*.csv, *.tsv, *.jsonl, or <task>.<split> with format=); check the folder"
+                f"no task files in {self.root} (*.csv, *.tsv, *.jsonl, or <task>.<split> with format=); "
+                "check the folder"
+            )
+        if not tasks:
+            where = f"splits {support!r} and {query!r}" if self.fixed else f"split {split!r}"
+            raise TaskSourceError(
+                f"{self.root} has task files ({sorted(groups)[:5]}) but none with {where}; "
+                "set split= (or support= and query=) to the splits its file names end in"
             )
         self._tasks = tuple(tasks)
         self.names = tuple(t.name for t in tasks)
@@ -194,8 +198,6 @@ class TaskFileSource(SeededSource):
         if feature_columns is None:
             self._texts.extend(table.texts(text_column))
         else:
-            if fmt == "tsv":
-                raise TaskSourceError(f"{path}: feature_columns need CSV or JSON Lines files, not TSV")
             x = table.numbers(feature_columns)
             if self._width_source is None:
                 self._width_source = (path, x.shape[1])
