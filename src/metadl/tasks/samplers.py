@@ -9,36 +9,16 @@ examples), so a meta-batch of 32 Omniglot episodes costs well under a millisecon
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from metadl.data.base import FewShotDataset
+from metadl.tasks.source import NamedTask, SeededSource, TaskKind, seeded_generator
 from metadl.tasks.task import Task, TaskBatch
 
 
-def _generator(seed: int | torch.Generator) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    g = torch.Generator()
-    g.manual_seed(int(seed))
-    return g
-
-
-class _SeededSampler:
-    """Holds the generator; gives samplers checkpointable state."""
-
-    generator: torch.Generator
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-
-
-class EpisodeSampler(_SeededSampler):
+class EpisodeSampler(SeededSource):
     """N-way K-shot classification episodes over one split of a dataset.
 
     Classes are drawn without replacement from ``dataset`` (one split, so no class leaks across
@@ -50,13 +30,21 @@ class EpisodeSampler(_SeededSampler):
         n_way, k_shot, n_query: classes per episode, support and query examples per class.
         seed: an int or a ``torch.Generator``.
 
+    Registered as the task source ``"episodes"``; ``sample()`` returns a :class:`NamedTask` whose
+    ``classes`` name the drawn classes in label order (the stream is the same as ``sample_batch(1)``'s).
+
     Example:
         >>> from metadl.data.base import FewShotDataset
         >>> ds = FewShotDataset(torch.randn(60, 3), torch.arange(6).repeat_interleave(10), list("abcdef"))
         >>> batch = EpisodeSampler(ds, n_way=5, k_shot=1, n_query=2, seed=0).sample_batch(4)
         >>> tuple(batch.support_x.shape), tuple(batch.query_y.shape)
         ((4, 5, 3), (4, 10))
+        >>> len(EpisodeSampler(ds, n_way=5, k_shot=1, n_query=2, seed=0).sample().classes)
+        5
     """
+
+    kind: TaskKind = "classification"
+    batchable = True
 
     def __init__(
         self,
@@ -88,7 +76,7 @@ class EpisodeSampler(_SeededSampler):
             )
         self.dataset = dataset
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
-        self.generator = _generator(seed)
+        self.generator = seeded_generator(seed)
         self._uniform_counts = bool((dataset.class_counts == dataset.class_counts[0]).all())
 
     def _indices(self, n_tasks: int) -> Tensor:
@@ -106,9 +94,12 @@ class EpisodeSampler(_SeededSampler):
 
     def sample_batch(self, n_tasks: int) -> TaskBatch:
         """``n_tasks`` episodes stacked: support ``(T, N*K, *x)``, query ``(T, N*Q, *x)``."""
-        idx = self._indices(n_tasks)
+        return self._assemble(self._indices(n_tasks))
+
+    def _assemble(self, idx: Tensor) -> TaskBatch:
+        """The episodes of dataset indices ``idx`` ``(T, N, K + Q)``."""
         x = self.dataset.gather(idx)  # (T, N, K+Q, *x_shape)
-        k, t, n = self.k_shot, n_tasks, self.n_way
+        k, t, n = self.k_shot, idx.shape[0], self.n_way
         x_shape = self.dataset.x_shape
         labels = torch.arange(n).view(1, n, 1)
         return TaskBatch(
@@ -118,19 +109,34 @@ class EpisodeSampler(_SeededSampler):
             query_y=labels.expand(t, n, self.n_query).reshape(t, n * self.n_query),
         )
 
-    def sample(self) -> Task:
-        return self.sample_batch(1)[0]
+    def sample(self) -> NamedTask:
+        idx = self._indices(1)
+        task = self._assemble(idx)[0]
+        chosen = self.dataset.labels[idx[0, :, 0]].tolist()  # the source class of each episode label
+        return NamedTask(
+            task.support_x,
+            task.support_y,
+            task.query_x,
+            task.query_y,
+            name=self.dataset.name,
+            classes=tuple(self.dataset.class_names[c] for c in chosen),
+        )
 
 
-class VariableEpisodeSampler(_SeededSampler):
+class VariableEpisodeSampler(SeededSource):
     """Variable-way variable-shot episodes, following Meta-Dataset (Triantafillou et al. 2020, sec. 3.2).
 
     Per episode: ways ~ U[min_ways, min(max_ways, C)]; query per class
     ``q = min(max_query, floor(query_fraction * smallest chosen class))``; a support budget
     ``min(max_support, sum_c ceil(beta * min(max_support_per_class, n_c - q)))`` with beta ~ U(0, 1),
     split across classes in proportion to ``exp(alpha_c) * (n_c - q)``, alpha_c ~ U[log 0.5, log 2],
-    at least one shot per class. Returns single ``Task``s since shapes differ between episodes.
+    at least one shot per class. Shapes differ between episodes (``batchable`` is False): draw single
+    tasks with ``sample()``, a :class:`NamedTask` whose ``classes`` name the drawn classes. Registered
+    as the task source ``"variable_episodes"``.
     """
+
+    kind: TaskKind = "classification"
+    batchable = False
 
     def __init__(
         self,
@@ -161,12 +167,12 @@ class VariableEpisodeSampler(_SeededSampler):
         self.min_ways, self.max_ways = min_ways, min(max_ways, dataset.num_classes)
         self.max_query, self.max_support = max_query, max_support
         self.max_support_per_class, self.query_fraction = max_support_per_class, query_fraction
-        self.generator = _generator(seed)
+        self.generator = seeded_generator(seed)
 
     def _uniform(self, low: float, high: float, *shape: int) -> Tensor:
         return low + (high - low) * torch.rand(*shape, generator=self.generator, dtype=torch.float64)
 
-    def sample(self) -> Task:
+    def sample(self) -> NamedTask:
         ds, g = self.dataset, self.generator
         n_way = int(torch.randint(self.min_ways, self.max_ways + 1, (1,), generator=g))
         classes = torch.randperm(ds.num_classes, generator=g)[:n_way]
@@ -188,22 +194,30 @@ class VariableEpisodeSampler(_SeededSampler):
             query_idx.append(perm[k : k + n_query])
             support_y.append(torch.full((k,), label, dtype=torch.long))
         query_y = torch.arange(n_way).repeat_interleave(n_query)
-        return Task(
-            ds.gather(torch.cat(support_idx)), torch.cat(support_y), ds.gather(torch.cat(query_idx)), query_y
+        return NamedTask(
+            ds.gather(torch.cat(support_idx)),
+            torch.cat(support_y),
+            ds.gather(torch.cat(query_idx)),
+            query_y,
+            name=ds.name,
+            classes=tuple(ds.class_names[c] for c in classes.tolist()),
         )
 
 
-class SinusoidSampler(_SeededSampler):
+class SinusoidSampler(SeededSource):
     """Sinusoid regression tasks as in MAML (Finn et al. 2017, sec. 5.1).
 
     Each task is ``y = A sin(x - phi)`` with A ~ U[0.1, 5], phi ~ U[0, pi], x ~ U[-5, 5];
-    x and y have shape ``(T, n, 1)``.
+    x and y have shape ``(T, n, 1)``. Registered as the task source ``"sinusoid"``.
 
     Example:
         >>> b = SinusoidSampler(k_shot=10, n_query=10, seed=0).sample_batch(25)
         >>> tuple(b.support_x.shape), b.support_y.dtype
         ((25, 10, 1), torch.float32)
     """
+
+    kind: TaskKind = "regression"
+    batchable = True
 
     def __init__(
         self,
@@ -222,7 +236,7 @@ class SinusoidSampler(_SeededSampler):
                 raise ValueError(f"{key} must be (low, high) with low <= high, got {(low, high)}")
         self.k_shot, self.n_query = k_shot, n_query
         self.amplitude, self.phase, self.x_range = amplitude, phase, x_range
-        self.generator = _generator(seed)
+        self.generator = seeded_generator(seed)
 
     def _uniform(self, bounds: tuple[float, float], *shape: int) -> Tensor:
         low, high = bounds

@@ -1,0 +1,60 @@
+"""The task-source registry: one visible dict, filled here, and the two functions that read it.
+
+Each entry builds a :class:`~metadl.tasks.source.TaskSource` from its own keyword arguments: the pool
+samplers take a ``dataset``, the task-file and dataset sources a folder, the grouped-table source a
+:class:`~metadl.tasks.grouped.GroupedTable`. ``tests/conformance/test_task_sources.py`` runs every entry
+through the contract the moment it is registered.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from metadl.tasks.dataset_source import dataset_folder
+from metadl.tasks.file_source import TaskFileSource
+from metadl.tasks.grouped import GroupedTableSource
+from metadl.tasks.samplers import EpisodeSampler, SinusoidSampler, VariableEpisodeSampler
+from metadl.tasks.source import TaskSource, TaskSourceError
+
+TASK_SOURCES: dict[str, Callable[..., TaskSource]] = {
+    "episodes": EpisodeSampler,  # N-way K-shot from one labelled pool
+    "variable_episodes": VariableEpisodeSampler,  # Meta-Dataset's variable-way variable-shot
+    "sinusoid": SinusoidSampler,  # MAML's sinusoid regression
+    "task_files": TaskFileSource,  # a folder of task files, each with its own label space
+    "grouped_table": GroupedTableSource,  # users (groups of rows) as regression tasks
+    "datasets": dataset_folder,  # whole datasets (.npz) as tasks, for algorithm selection
+}
+
+
+def list_task_sources() -> list[str]:
+    """Names accepted by :func:`create_task_source`.
+
+    Example:
+        >>> list_task_sources()
+        ['datasets', 'episodes', 'grouped_table', 'sinusoid', 'task_files', 'variable_episodes']
+    """
+    return sorted(TASK_SOURCES)
+
+
+def create_task_source(name: str, **kwargs: Any) -> TaskSource:
+    """Build a task source by name with the entry's keyword arguments.
+
+    Example:
+        >>> create_task_source("sinusoid", k_shot=5, n_query=5, seed=0).sample().support_x.shape
+        torch.Size([5, 1])
+        >>> create_task_source("omniglot")
+        Traceback (most recent call last):
+        ...
+        metadl.tasks.source.TaskSourceError: unknown task source 'omniglot'; choose one of [...]
+    """
+    try:
+        build = TASK_SOURCES[name]
+    except KeyError:
+        raise TaskSourceError(f"unknown task source {name!r}; choose one of {list_task_sources()}") from None
+    try:
+        inspect.signature(build).bind(**kwargs)  # a wrong keyword fails here, before any file is read
+    except TypeError as err:
+        raise TaskSourceError(f"create_task_source({name!r}): {err}") from None
+    return build(**kwargs)
