@@ -35,7 +35,7 @@ from metadl.config import Config, config_from_dict, config_to_dict
 from metadl.data.base import FewShotDataset
 from metadl.evaluation import EvalResult, evaluate
 from metadl.saving import save_model
-from metadl.tasks.task import TaskBatch
+from metadl.tasks import TaskSource
 from metadl.training.build import (
     build_learner,
     build_optimizer,
@@ -64,16 +64,6 @@ from metadl.training.stopping import StopRequests
 LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "loss"})
 
 
-class TaskSampler(Protocol):
-    """What a run draws its meta-batches from (the samplers of :mod:`metadl.tasks`)."""
-
-    def sample_batch(self, n_tasks: int) -> TaskBatch: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
 class Validator(Protocol):
     """Scores the learner on fixed validation data; the same result every time for the same weights."""
 
@@ -84,7 +74,7 @@ class Validator(Protocol):
 class EpisodeValidator:
     """Mean score on the same seeded validation episodes every time, without touching any training stream."""
 
-    sampler: TaskSampler
+    sampler: TaskSource
     episodes: int
     device: torch.device
     start: dict[str, Any] = field(init=False)
@@ -130,7 +120,7 @@ class RunState:
     learner: Learner
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: TaskSampler
+    sampler: TaskSource
     x_shape: tuple[int, ...]
     metric: str
     iteration: int = 0
