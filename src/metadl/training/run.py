@@ -31,7 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from metadl.algorithms.base import Learner
-from metadl.config import Config, config_from_dict, config_to_dict
+from metadl.algorithms import LEARNERS
+from metadl.config import Config, ConfigError, config_from_dict, config_to_dict
 from metadl.data.base import FewShotDataset
 from metadl.evaluation import EvalResult, evaluate
 from metadl.saving import save_model
@@ -226,6 +227,11 @@ class TrainingRun:
     ) -> TrainingRun:
         """Build the run a config describes (data first, so a bad root fails before anything is written),
         restoring ``last.ckpt`` when resuming. ``splits`` may hold datasets already loaded, by split name."""
+        if not LEARNERS[cfg.learner.name].capabilities.meta_trainable:
+            raise ConfigError(
+                f"learner.name={cfg.learner.name!r} cannot be meta-trained (it is fitted without gradients); "
+                "train a differentiable learner (see `metadl list`) and put this head on its trained backbone"
+            )
         seed_everything(cfg.seed)
         given = splits or {}
 

@@ -216,3 +216,12 @@ def test_under_torchrun_every_rank_stops_after_the_same_step_on_sigterm(tmp_path
     assert last["iteration"] == len(read_metrics(run / "metrics.csv")) >= 5
     assert (run / "model" / "metadl.json").is_file()
     assert out.count("run folder") == 2, out[-2000:] + err[-2000:]  # both ranks reached the end together
+
+
+def test_training_a_learner_that_cannot_be_meta_trained_is_a_config_error(blobs_dataset, tmp_path, capsys):
+    config = tmp_path / "rf.yaml"
+    config.write_text(yaml.safe_dump(tiny_raw(learner={"name": "randomforest"})))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "learner.name='randomforest' cannot be meta-trained" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
