@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from metadl.algorithms.base import Learner
 from metadl.algorithms import LEARNERS
+from metadl.algorithms.base import Learner
 from metadl.config import Config, ConfigError, config_from_dict, config_to_dict
 from metadl.data.base import FewShotDataset
 from metadl.evaluation import EvalResult, evaluate
