@@ -15,13 +15,18 @@ its hash cover the weights byte for byte.
 
 Loading never executes code from the files: JSON and safetensors only, no pickle. The learner is rebuilt
 from the spec through the registries and the weights are loaded strictly (every key, shape and dtype must
-match); a corrupt, truncated or mismatched file raises :class:`SavedModelError` naming the file and what is
-wrong.
+match, and every floating-point value must be finite); a corrupt, truncated or mismatched file raises
+:class:`SavedModelError` naming the file and what is wrong. Nothing in ``metadl.json`` is trusted before it
+is bounded (:mod:`metadl.validation`): its size and nesting depth, every integer of the spec, and the
+size of the learner the spec describes, which is built first on the ``meta`` device (no memory) and must
+fit in the weights file before anything real is allocated. ``load`` also accepts a run folder of
+``metadl train`` (it holds the model in ``RUN/model``).
 
 Writing is atomic: both files go to a temporary folder next to ``MODEL`` (each fsynced), which is then
 renamed to ``MODEL``. Replacing an existing model takes two renames (old out of the way, new in); a crash
 between them leaves the old model in ``.MODEL.old-*`` beside it. A folder that is not a saved model is
-never replaced.
+never replaced. Temporary folders ``.MODEL.tmp-*`` left by a writer that was killed are removed by the
+next save once they are old enough that no live writer can own them (:func:`metadl.fileio.remove_stale`).
 
 Example:
     >>> import tempfile, pathlib
@@ -59,12 +64,23 @@ from torch import Tensor, nn
 from metadl.algorithms.base import Predictor
 from metadl.algorithms.registry import create_learner
 from metadl.data.preprocess import Preprocessing, load_folder_tree, load_image, load_images
+from metadl.fileio import remove_stale
 from metadl.models.registry import create_backbone
+from metadl.validation import (
+    MAX_IMAGE_SIDE,
+    check_spec_limits,
+    check_support_labels,
+    nonfinite_tensors,
+    read_json,
+)
 
 FORMAT = "metadl.saved_model"
 FORMAT_VERSION = 1
 DOC_NAME = "metadl.json"
 WEIGHTS_NAME = "weights.safetensors"
+RUN_MODEL_DIR = "model"  # where `metadl train` saves the model inside a run folder
+# What a hostile spec can make a learner's constructor raise (a bad size, an overflow, a zero division).
+_BUILD_ERRORS = (TypeError, ValueError, RuntimeError, ArithmeticError, NotImplementedError)
 
 
 class SavedModelError(ValueError):
@@ -92,15 +108,25 @@ def check_spec(spec: Any) -> dict[str, dict[str, Any]]:
         raise ValueError(f"spec must hold JSON values only (numbers, strings, lists, dicts): {err}") from None
 
 
-def build_from_spec(spec: dict[str, dict[str, Any]]) -> nn.Module:
+def build_from_spec(spec: dict[str, dict[str, Any]], device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a learner from a spec through the registries (freshly initialised weights).
 
     The global random state is left untouched, so building does not change later sampling or training.
+    ``device="meta"`` builds the structure only, without allocating its tensors.
     """
     backbone_kw, learner_kw = dict(spec["backbone"]), dict(spec["learner"])
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device(device):
         backbone = create_backbone(backbone_kw.pop("name"), **backbone_kw)
         return create_learner(learner_kw.pop("name"), backbone=backbone, **learner_kw)
+
+
+def _rebuild(spec: dict[str, dict[str, Any]], weights: dict[str, Tensor]) -> nn.Module:
+    """The learner of ``spec`` in the floating-point dtype of ``weights`` (a float64 model stays float64)."""
+    learner = build_from_spec(spec)
+    float_dtypes = {t.dtype for t in weights.values() if t.is_floating_point()}
+    if len(float_dtypes) == 1:
+        learner = learner.to(float_dtypes.pop())
+    return learner
 
 
 def _state_tensors(learner: nn.Module) -> dict[str, Tensor]:
@@ -114,14 +140,21 @@ def _state_tensors(learner: nn.Module) -> dict[str, Tensor]:
 
 def _describe_mismatch(expected: dict[str, Tensor], actual: dict[str, Tensor]) -> str:
     missing, unexpected = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
+    common = sorted(set(expected) & set(actual))
     shapes = [
-        f"{k}: {tuple(actual[k].shape)} {actual[k].dtype} vs {tuple(expected[k].shape)} {expected[k].dtype}"
-        for k in sorted(set(expected) & set(actual))
+        f"{k}: {tuple(actual[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in common
         if actual[k].shape != expected[k].shape
     ]
+    dtypes = [f"{k}: {actual[k].dtype} vs {expected[k].dtype}" for k in common if actual[k].dtype != expected[k].dtype]
     parts = [
         f"{label} {items[:5]}"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes))
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape differs", shapes),
+            ("dtype differs", dtypes),
+        )
         if items
     ]
     return "; ".join(parts)
@@ -142,6 +175,7 @@ def _write_folder_atomically(target: Path, files: dict[str, bytes]) -> None:
     if target.exists() and not (target.is_dir() and (target / DOC_NAME).is_file()):
         raise FileExistsError(f"{target} exists and is not a metadl saved model; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, f".{target.name}.tmp-*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         for name, data in files.items():
@@ -182,8 +216,14 @@ def save_model(
     """
     spec = check_spec(spec)
     weights = _state_tensors(learner)
+    nonfinite = nonfinite_tensors(weights)
+    if nonfinite:
+        raise ValueError(
+            f"the learner holds NaN or infinite values in {nonfinite[:5]}; a diverged model is not saved "
+            "(lower the learning rate, or save from an earlier checkpoint)"
+        )
     try:
-        expected = build_from_spec(spec).state_dict()
+        expected = _rebuild(spec, weights).state_dict()
     except (TypeError, ValueError) as err:
         raise ValueError(f"spec does not build a learner: {err}") from err
     mismatch = _describe_mismatch(expected, weights)
@@ -217,11 +257,15 @@ def save_model(
 
 def _read_doc(doc_path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(doc_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        doc = read_json(doc_path)
+    except UnicodeDecodeError as err:
+        raise SavedModelError(f"{doc_path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
         raise SavedModelError(
             f"{doc_path}: not valid JSON ({err}); the file is truncated or corrupt"
         ) from None
+    except ValueError as err:
+        raise SavedModelError(f"{doc_path}: refused, {err}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SavedModelError(f'{doc_path}: not a metadl saved model (no "format": "{FORMAT}")')
     version = doc.get("format_version")
@@ -244,6 +288,12 @@ def _read_weights(folder: Path, doc_path: Path, record: dict[str, Any]) -> dict[
         )
     weights_path = folder / name
     try:
+        size = weights_path.stat().st_size
+        if size != record.get("bytes"):
+            raise SavedModelError(
+                f"{weights_path}: {size} bytes but {doc_path} records {record.get('bytes')}; "
+                "the weights file is truncated or was replaced"
+            )
         blob = weights_path.read_bytes()
     except OSError as err:
         raise SavedModelError(f"{weights_path}: cannot read the weights ({err})") from None
@@ -263,41 +313,73 @@ def _read_weights(folder: Path, doc_path: Path, record: dict[str, Any]) -> dict[
         raise SavedModelError(f"{weights_path}: not a readable safetensors file ({err})") from None
 
 
+def _model_folder(path: str | os.PathLike[str]) -> Path:
+    """The model folder for a model folder, its ``metadl.json``, or a run folder holding ``model/``."""
+    folder = Path(path)
+    if folder.is_file() and folder.name == DOC_NAME:
+        return folder.parent
+    if not (folder / DOC_NAME).is_file() and (folder / RUN_MODEL_DIR / DOC_NAME).is_file():
+        return folder / RUN_MODEL_DIR
+    if not (folder / DOC_NAME).is_file():
+        raise SavedModelError(
+            f"{folder}: not a metadl saved model folder (no {DOC_NAME} in it, nor in {folder / RUN_MODEL_DIR})"
+        )
+    return folder
+
+
+def _checked_spec(doc: dict[str, Any], doc_path: Path) -> dict[str, dict[str, Any]]:
+    """The spec, bounded and built on the ``meta`` device: it must fit in the recorded weights file."""
+    try:
+        spec = check_spec(doc["spec"])
+        check_spec_limits(spec)
+        elements = sum(t.numel() for t in build_from_spec(spec, device="meta").state_dict().values())
+    except _BUILD_ERRORS as err:
+        raise SavedModelError(f"{doc_path}: the spec does not build a learner: {err}") from None
+    recorded = doc["weights"].get("bytes")
+    if not isinstance(recorded, int) or elements > recorded:  # at least one byte per element
+        raise SavedModelError(
+            f"{doc_path}: the spec describes a learner of {elements} values, more than the {recorded} bytes "
+            "the weights file records; the spec was changed or belongs to another model"
+        )
+    return spec
+
+
 def load(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SavedModel:
-    """Load a model saved by :func:`save_model` (the folder, or its ``metadl.json``) onto ``device``.
+    """Load a model saved by :func:`save_model` onto ``device``: the folder, its ``metadl.json``, or the run
+    folder of ``metadl train`` (which holds it in ``model/``).
 
     Returns a :class:`SavedModel`: ``.learner`` (in eval mode), ``.preprocessing``, ``.adapt(x, y)``.
     """
-    folder = Path(path)
-    if folder.is_file() and folder.name == DOC_NAME:
-        folder = folder.parent
+    folder = _model_folder(path)
     doc_path = folder / DOC_NAME
-    if not doc_path.is_file():
-        raise SavedModelError(f"{folder}: not a metadl saved model folder (no {DOC_NAME} in it)")
     doc = _read_doc(doc_path)
+    spec = _checked_spec(doc, doc_path)
     weights = _read_weights(folder, doc_path, doc["weights"])
-    try:
-        spec = check_spec(doc["spec"])
-        learner = build_from_spec(spec)
-    except (TypeError, ValueError) as err:
-        raise SavedModelError(f"{doc_path}: the spec does not build a learner: {err}") from None
-    float_dtypes = {t.dtype for t in weights.values() if t.is_floating_point()}
-    if len(float_dtypes) == 1:  # a model trained in float64 (or bfloat16) comes back in that dtype
-        learner = learner.to(float_dtypes.pop())
-    mismatch = _describe_mismatch(learner.state_dict(), weights)
-    if mismatch:
+    weights_path = folder / doc["weights"]["file"]
+    nonfinite = nonfinite_tensors(weights)
+    if nonfinite:
         raise SavedModelError(
-            f"{folder / doc['weights']['file']}: weights do not match the spec in {doc_path}: {mismatch}"
+            f"{weights_path}: NaN or infinite values in {nonfinite[:5]}; the model diverged before it was "
+            "saved: save it again from a checkpoint with finite weights"
         )
     try:
-        learner.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise SavedModelError(f"{folder}: weights do not match the spec: {err}") from None
+        learner = _rebuild(spec, weights)
+    except _BUILD_ERRORS as err:
+        raise SavedModelError(f"{doc_path}: the spec does not build a learner: {err}") from None
+    mismatch = _describe_mismatch(learner.state_dict(), weights)
+    if mismatch:
+        raise SavedModelError(f"{weights_path}: weights do not match the spec in {doc_path}: {mismatch}")
+    learner.load_state_dict(weights, strict=True)
     try:
         pre = doc.get("preprocessing")
         preprocessing = None if pre is None else Preprocessing.from_dict(pre)
     except (TypeError, ValueError) as err:
         raise SavedModelError(f"{doc_path}: bad preprocessing: {err}") from None
+    if preprocessing is not None and max(preprocessing.height, preprocessing.width) > MAX_IMAGE_SIDE:
+        raise SavedModelError(
+            f"{doc_path}: preprocessing image_size {preprocessing.image_size} is above the limit of "
+            f"{MAX_IMAGE_SIDE} pixels a side"
+        )
     learner.to(device).eval()
     return SavedModel(learner, spec, preprocessing, doc["metadata"], folder, doc.get("metadl_version"))
 
@@ -338,6 +420,7 @@ class SavedModel:
     def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
         """Adapt to one support set ``(S, *x_shape)`` with any integer labels (or float targets); the
         predictor moves its inputs to the model's device and returns outputs there."""
+        check_support_labels(support_y)
         self.learner.eval()
         inner = self.learner.adapt(self._input(support_x), support_y.to(self.device))
         return Predictor(lambda x: inner.decision_function(self._input(x)), inner.classes_)
@@ -374,6 +457,7 @@ def predict_folders(
     """
     pre = model._require_preprocessing()
     sup = load_folder_tree(support, pre)
+    check_support_labels(sup.labels, sup.class_names)
     qry = load_images(query, pre)
     predictor = model.adapt(sup.x, sup.labels)
     if predictor.classes_ is None:

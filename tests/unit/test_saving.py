@@ -200,9 +200,9 @@ def test_truncated_weights_are_rejected(saved):
 def test_weights_that_are_not_safetensors_are_rejected_even_with_a_matching_hash(saved):
     import hashlib
 
-    garbage = b"\x00" * 64
+    garbage = b"\x00" * 65536  # as large as the weights the spec needs, so only the format is wrong
     (saved / WEIGHTS_NAME).write_bytes(garbage)
-    edit_doc(saved, lambda d: d["weights"].update(bytes=64, sha256=hashlib.sha256(garbage).hexdigest()))
+    edit_doc(saved, lambda d: d["weights"].update(bytes=65536, sha256=hashlib.sha256(garbage).hexdigest()))
     with pytest.raises(SavedModelError, match="not a readable safetensors file"):
         load(saved)
 
