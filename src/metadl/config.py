@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -147,6 +148,31 @@ class _Text(str):
     """A ``--set`` value as typed; parsed according to the field it lands in."""
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e6`` and ``1E-3`` as floats.
+
+    PyYAML follows YAML 1.1, whose float pattern needs a dot (``1.0e6``), so ``lr: 1e6`` would arrive as
+    the string ``"1e6"``; YAML 1.2 (and every other YAML library) reads it as a number.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML safely (no code runs), with ``1e6`` read as a float.
+
+    Example:
+        >>> read_yaml("lr: 1e6\nname: adam")
+        {'lr': 1000000.0, 'name': 'adam'}
+    """
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 # --------------------------------------------------------------------------------------------- checks
 
 
@@ -164,8 +190,12 @@ def _unknown(key: str, allowed: list[str]) -> typing.NoReturn:
 def _coerce(key: str, value: Any, kind: type | None, optional: bool) -> Any:
     """Check ``value`` against ``kind`` (bool, int, float, str; None: anything); ints pass as floats."""
     if isinstance(value, _Text):
-        parsed = yaml.safe_load(value) if value.strip() else None
+        try:
+            parsed = read_yaml(value) if value.strip() else None
+        except yaml.YAMLError:
+            _fail(key, str(value), "not a YAML value; quote strings, write lists as [1, 2]")
         value = str(value) if kind is str and parsed is not None else parsed
+    _check_finite(key, value)
     if value is None:
         if optional or kind is None:
             return None
@@ -179,6 +209,18 @@ def _coerce(key: str, value: Any, kind: type | None, optional: bool) -> Any:
     if not isinstance(value, kind):
         _fail(key, value, f"expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _check_finite(key: str, value: Any) -> None:
+    """NaN and infinities are refused in any number, also inside lists and mappings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(key, value, "must be a finite number (NaN and infinity are not allowed)")
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(f"{key}[{i}]", item)
+    if isinstance(value, dict):
+        for k, item in value.items():
+            _check_finite(f"{key}.{k}", item)
 
 
 def _check_range(key: str, value: Any, low: float, *, strict: bool = False) -> None:
@@ -409,12 +451,14 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dic
 
 
 def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
-    """Read, override and validate a YAML config (``yaml.safe_load``: no code runs from the file)."""
+    """Read, override and validate a YAML config (:func:`read_yaml`: no code runs from the file)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if isinstance(raw, dict):
