@@ -5,7 +5,14 @@ Two promises hold whatever happens (a crash, a dropped connection, a wrong file 
 - a file appears under its final name only complete and with the expected sha256 (it is streamed to a
   temporary file in the same folder, hashed on the way, fsynced, then renamed atomically);
 - unpacking an archive never writes outside its target folder (absolute names, ``..``, drive letters
-  and symlinks are refused before anything is written), and each top-level entry appears atomically.
+  and symlinks are refused before anything is written), and each top-level entry appears atomically;
+- unpacking is bounded (:class:`ExtractLimits`): the number of members, the bytes of each member and of
+  all of them, and each member's compression ratio are checked against what the archive declares before
+  anything is written, and the bytes actually decompressed are counted as they are written, so an
+  archive that lies about its sizes (a "zip bomb") is stopped at the limit, not after filling the disk.
+
+Temporary ``.part`` files of downloads that were killed are removed by the next download into the same
+folder once they are old enough that no live download can own them (:func:`metadl.fileio.remove_stale`).
 
 Only the standard library (``urllib``, ``zipfile``, ``hashlib``) and tqdm for the progress bar.
 """
@@ -23,12 +30,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from metadl.fileio import fsync_dir
+from metadl.fileio import fsync_dir, remove_stale
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -39,7 +48,65 @@ class ChecksumError(ValueError):
 
 
 class UnsafeArchiveError(ValueError):
-    """An archive member would land outside the target folder (or is a link)."""
+    """An archive member would land outside the target folder (or is a link), or unpacking it would
+    exceed the :class:`ExtractLimits`."""
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Bounds on unpacking one archive. The defaults are far above any dataset metadl reads (the official
+    Omniglot zips hold 32,460 PNGs, 20 MB unpacked) and far below what fills a disk.
+
+    Attributes:
+        max_members: files and folders in the archive.
+        max_member_bytes: uncompressed bytes of one member.
+        max_total_bytes: uncompressed bytes of all members together.
+        max_ratio: uncompressed / compressed bytes of one member, checked for members larger than
+            ``ratio_floor_bytes`` (tiny files compress well without being bombs).
+    """
+
+    max_members: int = 1_000_000
+    max_member_bytes: int = 4 << 30
+    max_total_bytes: int = 32 << 30
+    max_ratio: float = 200.0
+    ratio_floor_bytes: int = 1 << 20
+
+
+def _check_declared(infos: list[zipfile.ZipInfo], archive: Path, limits: ExtractLimits) -> None:
+    """Refuse an archive whose declared sizes exceed ``limits``, before anything is written."""
+    if len(infos) > limits.max_members:
+        raise UnsafeArchiveError(
+            f"{archive.name} has {len(infos)} members, more than the limit of {limits.max_members}"
+        )
+    total = 0
+    for info in infos:
+        where = f"{archive.name}: member {info.filename!r}"
+        if info.file_size > limits.max_member_bytes:
+            raise UnsafeArchiveError(
+                f"{where} declares {info.file_size} bytes, more than the limit of {limits.max_member_bytes}"
+            )
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+            raise UnsafeArchiveError(
+                f"{where} expands {ratio:.0f}-fold ({info.compress_size} -> {info.file_size} bytes), more "
+                f"than the limit of {limits.max_ratio:.0f}: a zip bomb?"
+            )
+        total += info.file_size
+    if total > limits.max_total_bytes:
+        raise UnsafeArchiveError(
+            f"{archive.name} declares {total} bytes in all, more than the limit of {limits.max_total_bytes}"
+        )
+
+
+def _copy_bounded(src: BinaryIO, dst: BinaryIO, allowed: int, where: str) -> int:
+    """Copy at most ``allowed`` bytes; raise if the source holds more. Returns the bytes copied."""
+    copied = 0
+    while chunk := src.read(min(_CHUNK, allowed - copied + 1)):
+        copied += len(chunk)
+        if copied > allowed:
+            raise UnsafeArchiveError(f"{where} decompresses to more bytes than it declares or is allowed")
+        dst.write(chunk)
+    return copied
 
 
 def sha256sum(path: str | os.PathLike[str]) -> str:
@@ -122,7 +189,7 @@ def download_url(
     if dest.is_file() and sha256sum(dest) == expected:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-
+    remove_stale(dest.parent, f".{dest.name}.*.part")
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
@@ -161,11 +228,14 @@ def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-def safe_extract_zip(zip_path: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+def safe_extract_zip(
+    zip_path: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ExtractLimits = ExtractLimits()
+) -> Path:
     """Extract a zip archive into ``target`` without ever writing outside it; return ``target``.
 
     Every member is checked before anything is written: absolute names, drive letters, ``..``
     components and symbolic links raise :class:`UnsafeArchiveError`; ``__MACOSX/`` entries are skipped.
+    Sizes are bounded by ``limits`` (see :class:`ExtractLimits`), declared and actual.
     The archive is unpacked into a temporary folder next to ``target``, then each top-level entry is
     renamed into ``target``. An entry that already exists there is kept as it is (it can only have got
     there complete, by that rename), so calling this again is cheap and a run cut short is finished by
@@ -185,8 +255,9 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target: str | os.PathLike
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"cannot read zip archive {zip_path}: {err}") from err
+        raise ValueError(f"cannot read zip archive {zip_path}: {err}") from None
     with archive:
+        _check_declared(archive.infolist(), zip_path, limits)
         members = [(info, _member_path(info, zip_path)) for info in archive.infolist()]
         members = [(info, rel) for info, rel in members if rel is not None]
         tops = {rel.parts[0] for _, rel in members}
@@ -194,7 +265,9 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target: str | os.PathLike
         if not missing:
             return target
         target.mkdir(parents=True, exist_ok=True)
+        remove_stale(target, f".{zip_path.name}.*.tmp")
         tmp = Path(tempfile.mkdtemp(dir=target, prefix=f".{zip_path.name}.", suffix=".tmp"))
+        left = limits.max_total_bytes
         try:
             for info, rel in members:
                 if rel.parts[0] not in missing:
@@ -204,11 +277,14 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target: str | os.PathLike
                     out.mkdir(parents=True, exist_ok=True)
                     continue
                 out.parent.mkdir(parents=True, exist_ok=True)
+                allowed = min(info.file_size, limits.max_member_bytes, left)
                 with archive.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                    left -= _copy_bounded(src, dst, allowed, f"{zip_path.name}: member {info.filename!r}")
             for top in sorted(missing):
                 os.replace(tmp / top, target / top)
             fsync_dir(target)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            raise ValueError(f"{zip_path} is corrupt ({err}); delete it and download it again") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
