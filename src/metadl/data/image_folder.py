@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from metadl.data.base import FewShotDataset
+from metadl.data.preprocess import check_link
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -93,7 +94,16 @@ def image_folder(
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist (expected root/<class>/<image> files)")
+        siblings = _visible_dirs(root.parent) if root.parent.is_dir() else []
+        hint = (
+            f"; {root.parent} holds {[p.name for p in siblings][:5]}: a split is a sub-folder of dataset.root, so "
+            f"create {root.name}/ or choose another split (dataset.val_split: null turns validation off)"
+            if siblings
+            else ""
+        )
+        raise FileNotFoundError(
+            f"image folder {root} does not exist (expected root/<class>/<image> files){hint}"
+        )
     suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     found = {p.name: p for p in _visible_dirs(root)}
     if not found:
@@ -112,11 +122,14 @@ def image_folder(
     images: list[np.ndarray] = []
     labels: list[int] = []
     for label, cls in enumerate(chosen):
+        check_link(found[cls], root)
         files = sorted(
             p
             for p in found[cls].iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
         )
+        for file in files:
+            check_link(file, root)
         if not files:
             raise ValueError(f"class folder {found[cls]} holds no images with suffix in {sorted(suffixes)}")
         images.extend(_load(f, image_size, channels) for f in files)

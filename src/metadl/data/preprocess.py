@@ -14,9 +14,10 @@ it to every support and query image. The steps, in order:
 3. **Channels**: to 1 with ITU-R 601-2 luma (``0.299 R + 0.587 G + 0.114 B``, Pillow's ``L``), to 3 by
    repeating the grey channel.
 4. **Size**: ``fit="stretch"`` resizes to ``image_size`` ignoring the aspect ratio (what
-   ``image_folder`` does at training time); ``"pad"`` first pads the short side with the background
-   colour (median of the border) to a square, so a wide glyph is not squashed; ``"crop"`` takes the
-   central square. Resizing is done on float data with Pillow's ``resample`` filter: ``"box"``
+   ``image_folder`` does at training time); ``"pad"`` resizes the image to fit inside ``image_size``
+   keeping its aspect ratio, then pads the short side with the background colour (median of the
+   border), so a wide glyph is not squashed and a thin 16000 x 1 strip costs no more than a small
+   image; ``"crop"`` takes the central square. Resizing is done on float data with Pillow's ``resample`` filter: ``"box"``
    (area averaging, what the Omniglot loader uses, so a pixel is the fraction of its cell covered by
    ink), ``"bilinear"`` (antialiased when shrinking, torchvision's default), ``"bicubic"``,
    ``"lanczos"`` or ``"nearest"``.
@@ -27,6 +28,9 @@ it to every support and query image. The steps, in order:
    than the training background: a scan of dark ink on white paper becomes bright ink on black.
    ``invert="always"`` / ``"never"`` override the guess.
 6. **Normalisation**: optional per-channel ``(x - mean) / std`` after all of the above.
+
+Images of more than ``MAX_IMAGE_PIXELS`` pixels (32 million, e.g. 8000 x 4000) are refused before they are
+decoded, with a message that says so; Pillow's decompression-bomb check is reported the same way.
 
 Example:
     >>> from PIL import Image
@@ -63,6 +67,7 @@ BACKGROUNDS = ("dark", "light", None)
 INVERTS = ("auto", "always", "never")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 LUMA = np.array([0.299, 0.587, 0.114])
+MAX_IMAGE_PIXELS = 32_000_000  # decoded to float64, a 4-channel image of this size takes 1 GB
 
 
 @dataclass(frozen=True)
@@ -203,20 +208,22 @@ def composite_alpha(arr: np.ndarray, background: str | None) -> np.ndarray:
     return colour * alpha + fill * (1 - alpha)
 
 
-def _to_square(arr: np.ndarray, fit: str, height: int, width: int) -> np.ndarray:
-    """Pad (with the border's median colour) or centre-crop ``(H, W, C)`` to the target aspect ratio."""
+def _fit(arr: np.ndarray, fit: str, height: int, width: int, resample: str) -> np.ndarray:
+    """``(H, W, C)`` to ``(height, width, C)``: stretched, centre-cropped, or resized to fit inside and
+    padded with the border's median colour (see the module docstring)."""
     h, w = arr.shape[:2]
     if fit == "stretch" or h * width == w * height:
-        return arr
+        return _resize(arr, height, width, resample)
     if fit == "crop":
         ch, cw = (h, round(h * width / height)) if w * height > h * width else (round(w * height / width), w)
         top, left = (h - ch) // 2, (w - cw) // 2
-        return arr[top : top + ch, left : left + cw]
-    ph, pw = (h, round(h * width / height)) if w * height < h * width else (round(w * height / width), w)
+        return _resize(arr[top : top + ch, left : left + cw], height, width, resample)
+    scale = min(height / h, width / w)  # the whole image fits inside the target
+    inner_h, inner_w = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
     fill = border_median(torch.from_numpy(arr).permute(2, 0, 1)).numpy()
-    out = np.broadcast_to(fill, (ph, pw, arr.shape[2])).copy()
-    top, left = (ph - h) // 2, (pw - w) // 2
-    out[top : top + h, left : left + w] = arr
+    out = np.broadcast_to(fill, (height, width, arr.shape[2])).copy()
+    top, left = (height - inner_h) // 2, (width - inner_w) // 2
+    out[top : top + inner_h, left : left + inner_w] = _resize(arr, inner_h, inner_w, resample)
     return out
 
 
@@ -238,6 +245,7 @@ def _resize(arr: np.ndarray, height: int, width: int, resample: str) -> np.ndarr
 def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> Tensor:
     """One Pillow image -> float32 ``(C, H, W)`` as the model expects (see the module docstring)."""
     p = preprocessing
+    check_image_size(image)
     arr = to_float_array(image)
     if arr.shape[2] in (2, 4):
         arr = composite_alpha(arr, p.background)
@@ -245,7 +253,7 @@ def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> Tensor
         arr = arr @ LUMA[:, None]
     elif p.channels == 3 and arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
-    arr = _resize(_to_square(arr, p.fit, p.height, p.width), p.height, p.width, p.resample)
+    arr = _fit(arr, p.fit, p.height, p.width, p.resample)
     x = torch.from_numpy(np.clip(arr, 0.0, 1.0)).permute(2, 0, 1).float()  # (C, H, W)
     if p.invert == "always" or (
         p.invert == "auto" and p.background is not None and needs_inversion(x, p.background)
@@ -256,6 +264,24 @@ def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> Tensor
     if p.std is not None:
         x = x / torch.tensor(p.std).view(-1, 1, 1)
     return x
+
+
+def check_image_size(image: Image.Image, where: str = "the image") -> None:
+    """Refuse an image of more than ``MAX_IMAGE_PIXELS`` pixels (checked on its header, before decoding).
+
+    Example:
+        >>> check_image_size(Image.new("L", (60000, 1)))          # thin is fine: 60,000 pixels
+        >>> check_image_size(Image.new("1", (10000, 5000)), "big.png")
+        Traceback (most recent call last):
+        ...
+        ValueError: big.png is 10000 x 5000 = 50000000 pixels, more than the 32000000 metadl reads; shrink it first (e.g. to 2048 pixels on its long side)
+    """
+    w, h = image.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{where} is {w} x {h} = {w * h} pixels, more than the {MAX_IMAGE_PIXELS} metadl reads; "
+            "shrink it first (e.g. to 2048 pixels on its long side)"
+        )
 
 
 def needs_inversion(x: Tensor, background: str) -> bool:
@@ -269,10 +295,13 @@ def load_image(path: str | os.PathLike[str], preprocessing: Preprocessing) -> Te
     ``ValueError`` naming it."""
     try:
         with Image.open(path) as img:
+            check_image_size(img, str(path))
             img.load()
             return preprocess_image(img, preprocessing)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path} is refused: {err}; shrink it first") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
 
 
 @dataclass
@@ -292,15 +321,41 @@ class ImageFiles:
     class_names: list[str] | None = None
 
 
-def _image_files(folder: Path, extensions: Sequence[str], *, recursive: bool) -> list[Path]:
+def check_link(path: Path, root: Path) -> None:
+    """Refuse a symbolic link that leads out of ``root``, to ``root`` itself or to a folder above the link
+    (a loop): such a class folder would pull in other classes' images, or files from anywhere.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "cat").symlink_to(root)
+        >>> check_link(root / "cat", root)
+        Traceback (most recent call last):
+        ...
+        ValueError: .../cat is a symbolic link to .../..., which is not inside ...; links out of the folder, to it or above themselves are not followed: copy the files in instead
+    """
+    if not path.is_symlink():
+        return
+    target, top = path.resolve(), root.resolve()
+    if top not in target.parents or target in path.parent.resolve().parents or target == path.parent.resolve():
+        raise ValueError(
+            f"{path} is a symbolic link to {target}, which is not inside {root}; links out of the folder, "
+            "to it or above themselves are not followed: copy the files in instead"
+        )
+
+
+def _image_files(folder: Path, extensions: Sequence[str], *, recursive: bool, root: Path | None = None) -> list[Path]:
+    """Image files below ``folder`` (links are checked against ``root``, default ``folder``)."""
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
+    found = sorted(
         p
         for p in pattern
         if p.is_file()
         and p.suffix.lower() in extensions
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+    for p in found:
+        check_link(p, root or folder)
+    return found
 
 
 def load_folder_tree(
@@ -317,6 +372,8 @@ def load_folder_tree(
             f"support folder {root} does not exist (expected {root}/<class>/<image> files)"
         )
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in class_dirs:
+        check_link(folder, root)
     loose = [p.name for p in _image_files(root, extensions, recursive=False)]
     if loose:
         raise ValueError(
@@ -329,7 +386,7 @@ def load_folder_tree(
     labels: list[int] = []
     files: list[Path] = []
     for label, folder in enumerate(class_dirs):
-        found = _image_files(folder, extensions, recursive=True)
+        found = _image_files(folder, extensions, recursive=True, root=root)
         if not found:
             raise ValueError(f"class folder {folder} holds no images with a suffix in {list(extensions)}")
         images += [load_image(f, preprocessing) for f in found]
