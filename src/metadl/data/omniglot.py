@@ -73,6 +73,24 @@ DRAWINGS = 20
 ORIGINAL_SIZE = 105
 _CACHE_VERSION = 1
 _NAME = re.compile(r"[^/]+/character\d+")
+# How to fix a missing or unreachable source, for users of the library and of the command line alike.
+_LOCAL_COPY = (
+    "point root at a local copy instead (metadl: --set dataset.root=DIR --set dataset.download=false; "
+    "DIR holds images_background.npz + images_evaluation.npz + characters.csv or the official zips or "
+    "PNG folders, and splits_vinyals/, e.g. ../shared/data/omniglot)"
+)
+_DOWNLOAD = "pass download=True (metadl: --set dataset.download=true)"
+
+
+class OmniglotDownloadError(OSError):
+    """A file could not be downloaded (offline, proxy, server down); the message says how to use a local copy."""
+
+
+def _download(url: str, dest: Path, sha256: str, progress: bool) -> Path:
+    try:
+        return download_url(url, dest, sha256=sha256, progress=progress)
+    except OSError as err:
+        raise OmniglotDownloadError(f"{err}; offline? {_LOCAL_COPY}") from None
 
 
 class CorruptCacheError(ValueError):
@@ -177,7 +195,7 @@ def _missing(root: Path, which: str) -> str:
     return (
         f"Omniglot images_{which} not found in {root}: looked for images_{which}.npz with characters.csv, "
         f"the folder images_{which}/ (official PNG layout) and images_{which}.zip. Put one of them there "
-        f"(the official zip is {ZIP_URL.format(which)}) or pass download=True"
+        f"(the official zip is {ZIP_URL.format(which)}), {_DOWNLOAD}, or {_LOCAL_COPY}"
     )
 
 
@@ -286,7 +304,7 @@ def _build(root: Path, image_size: int, resample: str, download: bool, progress:
             if not download:
                 raise FileNotFoundError(_missing(root, which))
             url = ZIP_URL.format(which)
-            download_url(url, root / f"images_{which}.zip", sha256=ZIP_SHA256[which], progress=progress)
+            _download(url, root / f"images_{which}.zip", ZIP_SHA256[which], progress)
     parts = {}
     for which in SETS:
         parts[which] = read_omniglot_set(
@@ -356,11 +374,9 @@ def _split_classes(root: Path, split: str, download: bool, progress: bool) -> li
         if not download:
             raise FileNotFoundError(
                 f"Vinyals split file {split}.txt not found at {candidates[0]} or {candidates[1]}; "
-                f"put {SPLIT_URL.format(split)} there or pass download=True"
+                f"put {SPLIT_URL.format(split)} there, {_DOWNLOAD}, or {_LOCAL_COPY}"
             )
-        path = download_url(
-            SPLIT_URL.format(split), candidates[0], sha256=SPLIT_SHA256[split], progress=progress
-        )
+        path = _download(SPLIT_URL.format(split), candidates[0], SPLIT_SHA256[split], progress)
     actual = sha256sum(path)
     if actual != SPLIT_SHA256[split]:
         raise ChecksumError(

@@ -78,7 +78,7 @@ class MetricsLog:
             atomic_write_bytes(self.path, header.encode())
             return
         try:
-            lines = self.path.read_text().splitlines(keepends=True)
+            lines = _read_text(self.path).splitlines(keepends=True)
         except FileNotFoundError:
             raise CorruptRunError(
                 f"{self.path} is missing but the checkpoint records {keep_rows} rows"
@@ -126,14 +126,31 @@ class MetricsLog:
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv`` as dicts: the first column as int, others as float, empty cells dropped."""
-    text = Path(path).read_text()
-    reader = csv.reader(io.StringIO(text))
+    path = Path(path)
+    reader = csv.reader(io.StringIO(_read_text(path)))
     header = next(reader, None)
     if header is None:
         return []
     rows = []
-    for cells in reader:
-        row: dict[str, Any] = {header[0]: int(cells[0])}
-        row.update({k: float(v) for k, v in zip(header[1:], cells[1:], strict=True) if v != ""})
+    for line, cells in enumerate(reader, start=2):
+        try:
+            row: dict[str, Any] = {header[0]: int(cells[0])}
+            row.update({k: float(v) for k, v in zip(header[1:], cells[1:], strict=True) if v != ""})
+        except (ValueError, IndexError):
+            raise CorruptRunError(
+                f"{path}, line {line}: {','.join(cells)[:80]!r} is not a row of {len(header)} numbers; "
+                "the file was changed (restore it, or delete the run and train again)"
+            ) from None
         rows.append(row)
     return rows
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; other bytes raise :class:`CorruptRunError` naming the file and the offset."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptRunError(
+            f"{path}: byte {err.start} is not UTF-8 text; the file was changed (restore it, or delete the "
+            "run and train again)"
+        ) from None
