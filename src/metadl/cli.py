@@ -24,8 +24,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
+    from pathlib import Path
 
     from metadl.demo import DemoSettings, run_demo
+    from metadl.training.trainer import default_run_dir
 
     settings = DemoSettings()
     overrides = {
@@ -33,34 +35,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for k, v in (("iterations", args.iterations), ("eval_episodes", args.episodes), ("seed", args.seed))
         if v is not None
     }
-    run_demo(replace(settings, **overrides), progress=not args.no_progress)
+    out = Path(args.out) if args.out else default_run_dir(Path("demo"))
+    run_demo(replace(settings, **overrides), progress=not args.no_progress, out=out)
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
     import json
 
-    from metadl.saving import SavedModelError, load, predict_folders
+    from metadl.saving import load, predict_folders
 
-    try:
-        rows = predict_folders(load(args.model, device=args.device), args.support, args.query)
-    except (SavedModelError, ValueError, FileNotFoundError) as err:
-        print(f"metadl predict: error: {err}", file=sys.stderr)
-        return 2
+    rows = predict_folders(load(args.model, device=args.device), args.support, args.query)
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            print(f"{row['file']}\t{row['label']}\t{row['probability']:.4f}")
+    else:  # a CSV writer quotes file names holding tabs, quotes or newlines, so every row reads back
+        writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+        writer.writerows([row["file"], row["label"], f"{row['probability']:.4f}"] for row in rows)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from metadl.config import ConfigError, find_config, load_config
-    from metadl.training.checkpoint import CorruptCheckpointError
     from metadl.training.meta import NonFiniteLossError
-    from metadl.training.metrics import CorruptRunError
-    from metadl.training.trainer import RunFolderError, default_run_dir, train
+    from metadl.training.trainer import default_run_dir, train
 
     try:
         if args.config is None and args.resume is None:
@@ -84,9 +82,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"metadl train: {err}", file=sys.stderr)
         return 1
-    except (ConfigError, RunFolderError, CorruptCheckpointError, CorruptRunError) as err:
-        print(f"metadl train: error: {err}", file=sys.stderr)
-        return 2
     print(f"run folder {result.run_dir}; model saved to {result.model_dir}")
     return result.exit_code  # non-zero when SIGTERM / SIGINT stopped the run (it is checkpointed)
 
@@ -94,27 +89,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from metadl.config import ConfigError, find_config
+    from metadl.config import find_config
     from metadl.evaluation.run import eval_report, eval_summary, evaluate_config, load_for_eval
-    from metadl.saving import SavedModelError
-    from metadl.training.checkpoint import CorruptCheckpointError
-    from metadl.training.trainer import RunFolderError
 
     flags = {k: getattr(args, k) for k in ("split", "ways", "shots", "queries", "episodes", "seed")}
     overrides = [*args.set, *(f"eval.{k}={v}" for k, v in flags.items() if v is not None)]
     overrides += [f"device={args.device}"] if args.device else []
-    try:
-        cfg, learner, info = load_for_eval(
-            args.target,
-            config=args.config and find_config(args.config),
-            dataset=args.dataset,
-            overrides=tuple(overrides),
-            checkpoint=args.checkpoint,
-        )
-        result = evaluate_config(cfg, learner, progress=not args.no_progress)
-    except (ConfigError, RunFolderError, CorruptCheckpointError, SavedModelError, FileNotFoundError) as err:
-        print(f"metadl eval: error: {err}", file=sys.stderr)
-        return 2
+    cfg, learner, info = load_for_eval(
+        args.target,
+        config=args.config and find_config(args.config),
+        dataset=args.dataset,
+        overrides=tuple(overrides),
+        checkpoint=args.checkpoint,
+    )
+    result = evaluate_config(cfg, learner, progress=not args.no_progress)
     print(json.dumps(eval_report(cfg, result, info)) if args.json else eval_summary(cfg, result))
     return 0
 
@@ -123,7 +111,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from metadl.bench import ROWS, BenchSettings, find_rows, run_bench
-    from metadl.config import ConfigError
 
     if args.list:
         for row in ROWS:
@@ -140,9 +127,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             data_root=None if args.data_root is None else Path(args.data_root),
         )
         run_bench(rows, settings)
-    except (ValueError, ConfigError) as err:
-        print(f"metadl bench: error: {err}", file=sys.stderr)
-        return 2
     except RuntimeError as err:
         print(f"metadl bench: {err}", file=sys.stderr)
         return 1
@@ -173,7 +157,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metadl",
-        description="Deep meta-learning: train few-shot learners on many small tasks, evaluate with 95%% confidence intervals.",
+        description="Deep meta-learning: train few-shot learners on many small tasks, evaluate with 95% confidence intervals.",
     )
     parser.add_argument("--version", action="version", version=f"metadl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -182,11 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="meta-train a ProtoNet on embedded synthetic glyphs and evaluate it (about 3 minutes on 2 cores)",
         description="Meta-trains a prototypical network (Conv-4) on procedurally generated glyphs, then reports "
-        "5-way 1-shot accuracy on held-out glyph classes with a 95%% confidence interval. Needs no download.",
+        "5-way 1-shot accuracy on held-out glyph classes with a 95% confidence interval. Needs no download.",
     )
     demo.add_argument("--iterations", type=_positive_int, help="meta-training iterations (default 600)")
     demo.add_argument("--episodes", type=_positive_int, help="test episodes (default 600)")
     demo.add_argument("--seed", type=int, help="seed for data, initialisation and episodes (default 0)")
+    demo.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        help="run folder kept after the demo, with the trained model in RUN_DIR/model for metadl predict "
+        "(default runs/demo-<date>-<time>)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     demo.set_defaults(func=_cmd_demo)
 
@@ -238,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a trained run or saved model on fixed, seeded test episodes (mean and 95%% CI)",
         description="Evaluates the best checkpoint of a run folder (or a .ckpt file, or a saved model folder) on a "
         "fixed set of test episodes: the same seed gives the same episodes for every learner. Prints the mean "
-        "accuracy (or MSE for regression) with its 95%% confidence interval. Unset options come from the "
+        "accuracy (or MSE for regression) with its 95% confidence interval. Unset options come from the "
         "run's config (its eval section).",
     )
     evaluator.add_argument(
@@ -335,9 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a YAML or JSON parser's message spans several).
+
+    Example:
+        >>> one_line(ValueError("bad value\\n  in line 3"))
+        'bad value in line 3'
+    """
+    return re.sub(r"\s*\n\s*", " ", str(err)).strip() or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's mistake (bad input, file or setting) exits 2 with one line on stderr.
+
+    Every metadl error class (``ConfigError``, ``SavedModelError``, ``RunFolderError``, ...) is a
+    ``ValueError`` whose message names the thing and the fix; ``OSError`` covers files that cannot be
+    read or written and downloads that fail. Both are reported here, in one place, without a traceback.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as err:
+        print(f"metadl {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -90,4 +90,6 @@ def run_demo(
         f"{ways}-way {shots}-shot on held-out classes: {result} "
         f"(chance {100 / ways:.0f}%), total {time.perf_counter() - start:.0f} s"
     )
+    if out is not None:
+        log(f"model saved to {run.model_dir} (metadl predict {run.model_dir} --support DIR --query DIR)")
     return result

@@ -17,6 +17,7 @@ from metadl.config import (
     Config,
     ConfigError,
     apply_overrides,
+    config_diff,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -24,6 +25,8 @@ from metadl.config import (
 )
 from metadl.data.base import FewShotDataset
 from metadl.evaluation.episodes import EvalResult, evaluate
+from metadl.training.build import build_learner
+from metadl.training.checkpoint import CorruptCheckpointError, load_checkpoint
 
 
 def evaluate_config(
@@ -75,6 +78,7 @@ def load_for_eval(
         if model.preprocessing is not None:
             size_hint = model.preprocessing.image_size[0]
     else:
+        check_trained_checkpoint(target, checkpoint=checkpoint)
         cfg, learner, info = load_trained(target, checkpoint=checkpoint)
         stored = config_to_dict(cfg)
     raw = dict(stored)
@@ -91,6 +95,65 @@ def load_for_eval(
         )
     cfg = config_from_dict(apply_overrides(raw, overrides), source="evaluation settings")
     return cfg, learner, info
+
+
+def check_trained_checkpoint(target: str | Path, *, checkpoint: str = "best") -> Path:
+    """The checkpoint file ``metadl eval`` reads for ``target`` (a run folder or a ``.ckpt`` file), after
+    checking what a valid header cannot vouch for: the payload holds a config that validates, the
+    example shape, the iteration and weights that fit the learner that config builds (compared on the
+    ``meta`` device, nothing allocated), and, inside a run folder, the config of *that* run: a
+    checkpoint copied in from another run is refused. Raises :class:`CorruptCheckpointError`.
+    """
+    target = Path(target)
+    if target.is_dir() and checkpoint in ("best", "last"):
+        candidates = (
+            [target / "best.ckpt", target / "last.ckpt"] if checkpoint == "best" else [target / "last.ckpt"]
+        )
+        file = next((c for c in candidates if c.exists()), candidates[-1])
+    else:
+        file = target
+    if file.is_dir():
+        raise CorruptCheckpointError(
+            f"{file} is a folder, not a checkpoint file; give the run folder or a .ckpt file"
+        )
+    if not file.exists():
+        return file  # load_trained names what is missing
+    ckpt = load_checkpoint(file)
+    if not isinstance(ckpt, dict) or not {"config", "x_shape", "model", "iteration"} <= set(ckpt):
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CorruptCheckpointError(f"{file}: not a training checkpoint (holds {keys})")
+    shape, weights = ckpt["x_shape"], ckpt["model"]
+    if not (
+        isinstance(shape, list | tuple)
+        and 0 < len(shape) <= 4
+        and all(isinstance(n, int) and 0 < n <= 65536 for n in shape)
+    ):
+        raise CorruptCheckpointError(f"{file}: x_shape {shape!r} is not the shape of an example")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CorruptCheckpointError(f"{file}: 'model' is not a state dict of tensors")
+    try:
+        cfg = config_from_dict(ckpt["config"], source=str(file))
+    except ConfigError as err:
+        raise CorruptCheckpointError(f"{file}: its config does not validate ({err})") from None
+    run_config = file.parent / "config.yaml"
+    if run_config.is_file():
+        differs = config_diff(cfg, load_config(run_config))
+        if differs:
+            raise CorruptCheckpointError(
+                f"{file} was written by another run: its config differs from {run_config} in "
+                f"{', '.join(differs[:5])}; evaluate that run's folder instead"
+            )
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        expected = build_learner(cfg, tuple(shape)).state_dict()
+    wrong = sorted(set(expected) ^ set(weights)) + [
+        k for k in sorted(set(expected) & set(weights)) if expected[k].shape != weights[k].shape
+    ]
+    if wrong:
+        raise CorruptCheckpointError(
+            f"{file}: the weights do not fit the learner its config builds ({', '.join(wrong[:5])}); "
+            "the checkpoint was changed or mixes two runs"
+        )
+    return file
 
 
 def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
