@@ -24,6 +24,7 @@ they set.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import inspect
@@ -37,9 +38,12 @@ from typing import Any
 import torch
 import yaml
 
+from metadl.validation import MAX_IMAGE_SIDE, check_spec_limits
+
 SINUSOID = "sinusoid"  # generated regression tasks (metadl.tasks.SinusoidSampler), not a FewShotDataset
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
+_MAX_INT = 2**63 - 1  # what torch and numpy can hold; larger integers overflow deep inside them
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # Learner arguments the engine fills in itself, from the backbone and the episode shape.
 LEARNER_DERIVED = ("backbone", "n_way", "out_features")
@@ -167,7 +171,7 @@ def read_yaml(text: str) -> Any:
     """Parse YAML safely (no code runs), with ``1e6`` read as a float.
 
     Example:
-        >>> read_yaml("lr: 1e6\nname: adam")
+        >>> read_yaml("lr: 1e6\\nname: adam")
         {'lr': 1000000.0, 'name': 'adam'}
     """
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
@@ -202,6 +206,8 @@ def _coerce(key: str, value: Any, kind: type | None, optional: bool) -> Any:
         _fail(key, value, f"a value of type {kind.__name__} is required")
     if kind is None:
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+        _fail(key, value, f"must be at most {_MAX_INT} in size")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is bool and not isinstance(value, bool) or kind is not bool and isinstance(value, bool):
@@ -313,7 +319,26 @@ def _check_kwargs(
             _unknown(f"{prefix}.{key}", allowed)
         kind, optional = _param_kind(params[key]) if key in params else (None, True)
         out[key] = _coerce(f"{prefix}.{key}", value, kind, optional=optional)
+        item = _sequence_item(params[key].annotation) if key in params else None
+        if item is not None and out[key] is not None:
+            _check_sequence(f"{prefix}.{key}", out[key], item)
     return out
+
+
+def _sequence_item(hint: Any) -> type | None:
+    """``int`` for a ``Sequence[int]``, ``list[int]`` or ``tuple[int, ...]`` annotation, else None."""
+    args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+    if typing.get_origin(hint) in (list, tuple, collections.abc.Sequence) and len(args) == 1:
+        return args[0] if args[0] in _SIMPLE else None
+    return None
+
+
+def _check_sequence(key: str, value: Any, item: type) -> None:
+    numbers = (int, float) if item is float else (item,)
+    if not isinstance(value, list | tuple) or any(
+        isinstance(v, bool) != (item is bool) or not isinstance(v, numbers) for v in value
+    ):
+        _fail(key, value, f"expected a list of {item.__name__}, e.g. [64, 64]")
 
 
 def _check_component(
@@ -321,7 +346,12 @@ def _check_component(
 ) -> ComponentConfig:
     comp = _build_section(ComponentConfig, raw, prefix, extra="kwargs")
     _check_choice(f"{prefix}.name", comp.name, registry)
-    return ComponentConfig(comp.name, _check_kwargs(prefix, registry[comp.name], comp.kwargs, reserved))
+    kwargs = _check_kwargs(prefix, registry[comp.name], comp.kwargs, reserved)
+    try:
+        check_spec_limits({prefix: kwargs}, root="")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return ComponentConfig(comp.name, kwargs)
 
 
 def _check_dataset(ds: DatasetConfig) -> DatasetConfig:
@@ -330,6 +360,8 @@ def _check_dataset(ds: DatasetConfig) -> DatasetConfig:
 
     _check_choice("dataset.name", ds.name, [*DATASETS, SINUSOID])
     _check_range("dataset.image_size", ds.image_size, 1)
+    if ds.image_size is not None and ds.image_size > MAX_IMAGE_SIDE:
+        _fail("dataset.image_size", ds.image_size, f"must be <= {MAX_IMAGE_SIDE}")
     fixed = {k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None}
     if ds.name == SINUSOID:
         if fixed:

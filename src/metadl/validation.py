@@ -107,9 +107,11 @@ def _check_value(key: str, value: Any) -> None:
             _check_value(f"{key}.{k}", item)
 
 
-def check_spec_limits(spec: dict[str, Any]) -> None:
-    """Refuse a spec with an integer, list or number beyond the module's limits (see the docstring)."""
-    _check_value("spec", spec)
+def check_spec_limits(spec: dict[str, Any], root: str = "spec") -> None:
+    """Refuse a spec with an integer, list or number beyond the module's limits (see the docstring);
+    ``root`` prefixes the keys in messages."""
+    for key, value in spec.items():
+        _check_value(f"{root}.{key}" if root else key, value)
 
 
 def state_nbytes(state: dict[str, Tensor]) -> int:

@@ -83,3 +83,25 @@ def test_a_config_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
     path.write_bytes(path.read_bytes() + b"\n# \xff\xfe")
     with pytest.raises(ConfigError, match=r"c\.yaml is not UTF-8 text"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            "dataset: {name: image_folder, root: x, image_size: 60000}",
+            "dataset.image_size = 60000 is not allowed: must be <= 4096",
+        ),
+        (
+            "backbone: {name: mlp, hidden: [1000000000000]}",
+            "backbone.hidden = 1000000000000 is above the limit",
+        ),
+        (
+            "learner: {name: maml, inner_steps: 100000000}",
+            "learner.inner_steps = 100000000 is above the limit of 10000",
+        ),
+    ],
+)
+def test_huge_sizes_are_refused_at_load(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, extra))
