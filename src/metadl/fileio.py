@@ -22,7 +22,9 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
             os.close(fd)
 
 
-def remove_stale(folder: str | os.PathLike[str], pattern: str, *, older_than: float = STALE_AFTER_S) -> list[Path]:
+def remove_stale(
+    folder: str | os.PathLike[str], pattern: str, *, older_than: float = STALE_AFTER_S
+) -> list[Path]:
     """Delete the entries of ``folder`` matching ``pattern`` (temporary files or folders left by a writer
     that was killed) untouched for ``older_than`` seconds; returns what was removed.
 

@@ -146,7 +146,11 @@ def _describe_mismatch(expected: dict[str, Tensor], actual: dict[str, Tensor]) -
         for k in common
         if actual[k].shape != expected[k].shape
     ]
-    dtypes = [f"{k}: {actual[k].dtype} vs {expected[k].dtype}" for k in common if actual[k].dtype != expected[k].dtype]
+    dtypes = [
+        f"{k}: {actual[k].dtype} vs {expected[k].dtype}"
+        for k in common
+        if actual[k].dtype != expected[k].dtype
+    ]
     parts = [
         f"{label} {items[:5]}"
         for label, items in (

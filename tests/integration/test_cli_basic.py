@@ -33,8 +33,10 @@ def test_list_shows_registries(capsys):
     assert re.search(r"^learners: .*protonet", out, re.M)
 
 
-def test_short_demo_prints_accuracy_with_interval(capsys):
-    assert main(["demo", "--iterations", "3", "--episodes", "20", "--no-progress"]) == 0
+def test_short_demo_prints_accuracy_with_interval(capsys, tmp_path):
+    assert (
+        main(["demo", "--iterations", "3", "--episodes", "20", "--no-progress", "--out", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr().out
     assert re.search(
         r"5-way 1-shot on held-out classes: accuracy \d+\.\d\d% ± \d+\.\d\d% over 20 episodes", out

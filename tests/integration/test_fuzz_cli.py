@@ -145,7 +145,7 @@ def run_folder_cases(tiny: TinyRun, rng: random.Random) -> list[Case]:
                 {"config": {"dataset": {}}, "x_shape": "x", "model": 3, "iteration": 0}]  # fmt: skip
     for i, payload in enumerate(payloads):
         cases.append(broken(f"valid header, payload #{i}", lambda run, p=payload: save_checkpoint(run / "best.ckpt", {"x": p} if not isinstance(p, dict) else p)))  # fmt: skip
-    for i, shape in enumerate([[0], [10**9], [-1, 8], ["a"], [1, 1, 1, 1, 1, 1]]):
+    for shape in ([[0], [10**9], [-1, 8], ["a"], [1, 1, 1, 1, 1, 1]]):
 
         def change(run: Path, shape=shape) -> None:
             from metadl.training.checkpoint import load_checkpoint
@@ -241,9 +241,10 @@ def model_cases(tiny: TinyRun, rng: random.Random) -> list[Case]:
 def png_with_size(width: int, height: int) -> bytes:
     """A PNG whose header declares ``width x height`` (its data is for 1 x 1)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = lambda kind, data: (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    )  # noqa: E731
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", ihdr)

@@ -116,7 +116,9 @@ def test_hostile_image_size_in_the_spec_is_refused(tmp_path):
     }
     folder = save_model(tmp_path / "m", build_from_spec(spec), spec=spec)
     edit_doc(folder, lambda d: d["spec"]["backbone"].update(image_size=60000))
-    with pytest.raises(SavedModelError, match=r"spec\.backbone\.image_size = 60000 is above the limit of 4096"):
+    with pytest.raises(
+        SavedModelError, match=r"spec\.backbone\.image_size = 60000 is above the limit of 4096"
+    ):
         load(folder)
 
 

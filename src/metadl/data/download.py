@@ -229,7 +229,10 @@ def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
 
 
 def safe_extract_zip(
-    zip_path: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ExtractLimits = ExtractLimits()
+    zip_path: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    limits: ExtractLimits = ExtractLimits(),
 ) -> Path:
     """Extract a zip archive into ``target`` without ever writing outside it; return ``target``.
 

@@ -336,14 +336,20 @@ def check_link(path: Path, root: Path) -> None:
     if not path.is_symlink():
         return
     target, top = path.resolve(), root.resolve()
-    if top not in target.parents or target in path.parent.resolve().parents or target == path.parent.resolve():
+    if (
+        top not in target.parents
+        or target in path.parent.resolve().parents
+        or target == path.parent.resolve()
+    ):
         raise ValueError(
             f"{path} is a symbolic link to {target}, which is not inside {root}; links out of the folder, "
             "to it or above themselves are not followed: copy the files in instead"
         )
 
 
-def _image_files(folder: Path, extensions: Sequence[str], *, recursive: bool, root: Path | None = None) -> list[Path]:
+def _image_files(
+    folder: Path, extensions: Sequence[str], *, recursive: bool, root: Path | None = None
+) -> list[Path]:
     """Image files below ``folder`` (links are checked against ``root``, default ``folder``)."""
     pattern = folder.rglob("*") if recursive else folder.iterdir()
     found = sorted(

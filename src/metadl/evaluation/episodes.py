@@ -99,6 +99,8 @@ def _fitting_batch(
     examples = len(episode.support_x) + len(episode.query_x)
     ways = len(torch.unique(episode.support_y)) if not episode.support_y.is_floating_point() else None
     shots = len(episode.support_x) // ways if ways else len(episode.support_x)
-    shape = f"{ways}-way {shots}-shot {len(episode.query_x) // (ways or 1)}-query" if ways else f"{shots}-shot"
+    shape = (
+        f"{ways}-way {shots}-shot {len(episode.query_x) // (ways or 1)}-query" if ways else f"{shots}-shot"
+    )
     per_example = bytes_per_example(learner, x[:1].to(next(learner.parameters(), x).device))
     return plan_episode_batch(per_example, examples, wanted, budget, shape)

@@ -201,7 +201,9 @@ def test_not_a_zip_names_the_file(tmp_path: Path) -> None:
         safe_extract_zip(tmp_path / "bad.zip", tmp_path / "out")
 
 
-def test_stale_part_files_of_killed_downloads_are_removed_fresh_ones_kept(server: str, tmp_path: Path) -> None:
+def test_stale_part_files_of_killed_downloads_are_removed_fresh_ones_kept(
+    server: str, tmp_path: Path
+) -> None:
     stale, fresh = tmp_path / ".data.bin.dead1.part", tmp_path / ".data.bin.live2.part"
     stale.write_bytes(b"partial")
     fresh.write_bytes(b"another process is writing this")

@@ -55,7 +55,8 @@ def test_an_episode_that_cannot_fit_is_refused_before_it_runs(data, learner, mon
     ran = []
     monkeypatch.setattr(type(learner), "forward", lambda self, b: ran.append(b))
     with pytest.raises(
-        EvalMemoryError, match=r"one 50-way 1-shot 5-query episode needs about 0\.2 MiB, more than the 0\.1 MiB available"
+        EvalMemoryError,
+        match=r"one 50-way 1-shot 5-query episode needs about 0\.2 MiB, more than the 0\.1 MiB available",
     ):
         evaluate(learner, EpisodeSampler(data, n_way=50, k_shot=1, n_query=5, seed=3), episodes=2)
     assert ran == []
