@@ -145,7 +145,7 @@ def run_folder_cases(tiny: TinyRun, rng: random.Random) -> list[Case]:
                 {"config": {"dataset": {}}, "x_shape": "x", "model": 3, "iteration": 0}]  # fmt: skip
     for i, payload in enumerate(payloads):
         cases.append(broken(f"valid header, payload #{i}", lambda run, p=payload: save_checkpoint(run / "best.ckpt", {"x": p} if not isinstance(p, dict) else p)))  # fmt: skip
-    for shape in ([[0], [10**9], [-1, 8], ["a"], [1, 1, 1, 1, 1, 1]]):
+    for shape in [[0], [10**9], [-1, 8], ["a"], [1, 1, 1, 1, 1, 1]]:
 
         def change(run: Path, shape=shape) -> None:
             from metadl.training.checkpoint import load_checkpoint
