@@ -17,7 +17,6 @@ from metadl.config import (
     Config,
     ConfigError,
     apply_overrides,
-    config_diff,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -25,8 +24,9 @@ from metadl.config import (
 )
 from metadl.data.base import FewShotDataset
 from metadl.evaluation.episodes import EvalResult, evaluate
-from metadl.training.build import build_learner
-from metadl.training.checkpoint import CorruptCheckpointError, load_checkpoint
+from metadl.saving import load
+from metadl.training.build import make_sampler
+from metadl.training.trainer import load_trained
 
 
 def evaluate_config(
@@ -41,8 +41,6 @@ def evaluate_config(
 
     ``dataset`` is that split when the caller has loaded it already.
     """
-    from metadl.training.build import make_sampler
-
     device = resolve_device(cfg.device) if device is None else torch.device(device)
     sampler = make_sampler(cfg, cfg.eval.split, cfg.eval.seed, dataset=dataset, shape=cfg.eval_shape())
     learner.to(device)
@@ -65,20 +63,15 @@ def load_for_eval(
     ``dataset`` replaces the dataset section by ``{name: dataset}`` (keeping ``image_size``, the
     model's input size); ``overrides`` (``KEY=VALUE``, e.g. ``eval.ways=5``) apply last.
     """
-    from metadl.training.trainer import load_trained
-
     target = Path(target)
     size_hint = None
     if (target / "metadl.json").is_file() or target.name == "metadl.json":
-        from metadl.saving import load
-
         model = load(target)
         learner, info = model.learner, {"model": str(model.path)}
         stored = model.metadata.get("config") or _sections_from_spec(model.spec)
         if model.preprocessing is not None:
             size_hint = model.preprocessing.image_size[0]
     else:
-        check_trained_checkpoint(target, checkpoint=checkpoint)
         cfg, learner, info = load_trained(target, checkpoint=checkpoint)
         stored = config_to_dict(cfg)
     raw = dict(stored)
@@ -95,65 +88,6 @@ def load_for_eval(
         )
     cfg = config_from_dict(apply_overrides(raw, overrides), source="evaluation settings")
     return cfg, learner, info
-
-
-def check_trained_checkpoint(target: str | Path, *, checkpoint: str = "best") -> Path:
-    """The checkpoint file ``metadl eval`` reads for ``target`` (a run folder or a ``.ckpt`` file), after
-    checking what a valid header cannot vouch for: the payload holds a config that validates, the
-    example shape, the iteration and weights that fit the learner that config builds (compared on the
-    ``meta`` device, nothing allocated), and, inside a run folder, the config of *that* run: a
-    checkpoint copied in from another run is refused. Raises :class:`CorruptCheckpointError`.
-    """
-    target = Path(target)
-    if target.is_dir() and checkpoint in ("best", "last"):
-        candidates = (
-            [target / "best.ckpt", target / "last.ckpt"] if checkpoint == "best" else [target / "last.ckpt"]
-        )
-        file = next((c for c in candidates if c.exists()), candidates[-1])
-    else:
-        file = target
-    if file.is_dir():
-        raise CorruptCheckpointError(
-            f"{file} is a folder, not a checkpoint file; give the run folder or a .ckpt file"
-        )
-    if not file.exists():
-        return file  # load_trained names what is missing
-    ckpt = load_checkpoint(file)
-    if not isinstance(ckpt, dict) or not {"config", "x_shape", "model", "iteration"} <= set(ckpt):
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CorruptCheckpointError(f"{file}: not a training checkpoint (holds {keys})")
-    shape, weights = ckpt["x_shape"], ckpt["model"]
-    if not (
-        isinstance(shape, list | tuple)
-        and 0 < len(shape) <= 4
-        and all(isinstance(n, int) and 0 < n <= 65536 for n in shape)
-    ):
-        raise CorruptCheckpointError(f"{file}: x_shape {shape!r} is not the shape of an example")
-    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise CorruptCheckpointError(f"{file}: 'model' is not a state dict of tensors")
-    try:
-        cfg = config_from_dict(ckpt["config"], source=str(file))
-    except ConfigError as err:
-        raise CorruptCheckpointError(f"{file}: its config does not validate ({err})") from None
-    run_config = file.parent / "config.yaml"
-    if run_config.is_file():
-        differs = config_diff(cfg, load_config(run_config))
-        if differs:
-            raise CorruptCheckpointError(
-                f"{file} was written by another run: its config differs from {run_config} in "
-                f"{', '.join(differs[:5])}; evaluate that run's folder instead"
-            )
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        expected = build_learner(cfg, tuple(shape)).state_dict()
-    wrong = sorted(set(expected) ^ set(weights)) + [
-        k for k in sorted(set(expected) & set(weights)) if expected[k].shape != weights[k].shape
-    ]
-    if wrong:
-        raise CorruptCheckpointError(
-            f"{file}: the weights do not fit the learner its config builds ({', '.join(wrong[:5])}); "
-            "the checkpoint was changed or mixes two runs"
-        )
-    return file
 
 
 def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:

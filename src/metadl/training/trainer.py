@@ -28,7 +28,7 @@ from metadl.algorithms.base import Learner
 from metadl.config import Config, ConfigError, config_diff, config_from_dict, load_config, save_config
 from metadl.data.base import FewShotDataset
 from metadl.training.build import build_learner
-from metadl.training.checkpoint import load_checkpoint, remove_stale_temporaries
+from metadl.training.checkpoint import CorruptCheckpointError, load_checkpoint, remove_stale_temporaries
 from metadl.training.distributed import DistributedContext
 from metadl.training.run import TrainingRun, TrainResult
 from metadl.training.runfolder import (
@@ -175,30 +175,81 @@ def _settle_config(
     return cfg
 
 
+def checkpoint_file(path: Path, checkpoint: str = "best") -> Path:
+    """The file a run folder's ``best`` (falling back to ``last``) or ``last`` checkpoint is, or ``path`` itself."""
+    if not path.is_dir():
+        return path
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint={checkpoint!r}; choose 'best' or 'last'")
+    candidates = [path / BEST, path / LAST] if checkpoint == "best" else [path / LAST]
+    file = next((c for c in candidates if c.exists()), None)
+    if file is None:
+        raise RunFolderError(
+            f"{path} holds no {' or '.join(c.name for c in candidates)}; is it a run folder?"
+        )
+    if file.is_dir():
+        raise CorruptCheckpointError(
+            f"{file} is a folder, not a checkpoint file; give the run folder or a .ckpt file"
+        )
+    return file
+
+
+def check_training_checkpoint(ckpt: Any, file: Path) -> Config:
+    """The config of a training checkpoint, after checking what a valid header cannot vouch for.
+
+    The payload must hold a config that validates, the example shape, the iteration and weights that fit
+    the learner that config builds (compared on the ``meta`` device: nothing is allocated); inside a run
+    folder it must be *that* run's (a checkpoint copied in from another run is refused). Raises
+    :class:`CorruptCheckpointError` naming the file.
+    """
+    if not isinstance(ckpt, dict) or not {"config", "x_shape", "model", "iteration"} <= set(ckpt):
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CorruptCheckpointError(f"{file}: not a training checkpoint (holds {keys})")
+    shape, weights = ckpt["x_shape"], ckpt["model"]
+    if not (
+        isinstance(shape, list | tuple)
+        and 0 < len(shape) <= 4
+        and all(isinstance(n, int) and 0 < n <= 65536 for n in shape)
+    ):
+        raise CorruptCheckpointError(f"{file}: x_shape {shape!r} is not the shape of an example")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CorruptCheckpointError(f"{file}: 'model' is not a state dict of tensors")
+    try:
+        cfg = config_from_dict(ckpt["config"], source=str(file))
+    except ConfigError as err:
+        raise CorruptCheckpointError(f"{file}: its config does not validate ({err})") from None
+    run_config = file.parent / CONFIG_FILE
+    if run_config.is_file():
+        differs = config_diff(cfg, load_config(run_config))
+        if differs:
+            raise CorruptCheckpointError(
+                f"{file} was written by another run: its config differs from {run_config} in "
+                f"{', '.join(differs[:5])}; evaluate that run's folder instead"
+            )
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        expected = build_learner(cfg, tuple(shape)).state_dict()
+    wrong = sorted(set(expected) ^ set(weights)) + [
+        k for k in sorted(set(expected) & set(weights)) if expected[k].shape != weights[k].shape
+    ]
+    if wrong:
+        raise CorruptCheckpointError(
+            f"{file}: the weights do not fit the learner its config builds ({', '.join(wrong[:5])}); "
+            "the checkpoint was changed or mixes two runs"
+        )
+    return cfg
+
+
 def load_trained(
     path: str | Path, *, checkpoint: str = "best", device: str | torch.device = "cpu"
 ) -> tuple[Config, Learner, dict[str, Any]]:
     """The config and the trained learner of a run folder (``best`` falls back to ``last``) or a ``.ckpt`` file.
 
-    Returns ``(config, learner in eval mode, info)`` with ``info`` the checkpoint's ``iteration`` and file.
+    Returns ``(config, learner in eval mode, info)`` with ``info`` the checkpoint's ``iteration`` and file
+    (as ``metadl eval --json`` reports them). The checkpoint is read once and checked before anything is built.
     """
-    path = Path(path)
-    if path.is_dir():
-        if checkpoint not in ("best", "last"):
-            raise ValueError(f"checkpoint={checkpoint!r}; choose 'best' or 'last'")
-        candidates = [path / BEST, path / LAST] if checkpoint == "best" else [path / LAST]
-        file = next((c for c in candidates if c.is_file()), None)
-        if file is None:
-            raise RunFolderError(
-                f"{path} holds no {' or '.join(c.name for c in candidates)}; is it a run folder?"
-            )
-    else:
-        file = path
+    file = checkpoint_file(Path(path), checkpoint)
     ckpt = load_checkpoint(file)
-    try:
-        cfg = config_from_dict(ckpt["config"], source=str(file))
-    except ConfigError as err:
-        raise RunFolderError(f"{file}: its config no longer validates ({err})") from None
+    cfg = check_training_checkpoint(ckpt, file)
     with torch.random.fork_rng(devices=[]):
         learner = build_learner(cfg, tuple(ckpt["x_shape"]))
     learner.load_state_dict(ckpt["model"])
