@@ -78,22 +78,33 @@ class TextModel:
 
     @classmethod
     def build(
-        cls, encoder: TextEncoder, learner: str, *, backbone: str | None = None, n_way: int = 5, **kwargs: Any
+        cls,
+        encoder: TextEncoder,
+        learner: str,
+        *,
+        backbone: str | None = None,
+        n_way: int = 5,
+        learner_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> TextModel:
         """A fresh model: ``learner`` (a registry name) on the backbone that reads ``encoder``'s output.
 
-        ``kwargs`` go to the backbone (e.g. ``hidden_size``); ``n_way`` is the meta-training way.
+        ``kwargs`` go to the backbone (e.g. ``hidden_size``), ``learner_kwargs`` to the learner (e.g.
+        ``{"distance": "cosine"}``); ``n_way`` is the meta-training way.
         """
         backbone_spec = encoder.backbone_spec(backbone, **kwargs)
-        spec = {"backbone": backbone_spec, "learner": {"name": learner, "n_way": n_way}}
-        bb = dict(backbone_spec)
-        net = create_learner(learner, backbone=create_backbone(bb.pop("name"), **bb), n_way=n_way)
+        learner_spec = {"name": learner, "n_way": n_way, **(learner_kwargs or {})}
+        spec = {"backbone": backbone_spec, "learner": learner_spec}
+        bb, lk = dict(backbone_spec), dict(learner_spec)
+        net = create_learner(lk.pop("name"), backbone=create_backbone(bb.pop("name"), **bb), **lk)
         return cls(encoder, net, spec)
 
     def adapt(self, texts: Sequence[str], labels: Sequence[str]) -> TextPredictor:
         """Adapt to ``texts`` labelled ``labels`` (any strings; at least two classes)."""
         if len(texts) != len(labels) or not texts:
-            raise ValueError(f"need as many labels as texts (at least one), got {len(texts)} and {len(labels)}")
+            raise ValueError(
+                f"need as many labels as texts (at least one), got {len(texts)} and {len(labels)}"
+            )
         classes = tuple(sorted(set(labels)))
         if len(classes) < 2:
             raise ValueError(f"the support set has one label {classes}; give examples of at least two labels")

@@ -51,7 +51,7 @@ def check_model_folder(folder: Path) -> list[Path]:
             f"{folder} holds Python code {code[:3]}; metadl never runs code from a model folder"
         )
     config = folder / "config.json"
-    if config.is_file() and "auto_map" in _load_json(config):
+    if config.is_file() and "auto_map" in str(_load_json(config)):
         raise EncoderError(f"{config} maps to custom model classes (auto_map); refusing trust_remote_code")
     modules = _load_json(folder / "modules.json")
     for module in modules if isinstance(modules, list) else [modules]:
