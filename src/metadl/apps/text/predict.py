@@ -67,13 +67,13 @@ def load_text_model(model: str | os.PathLike[str]) -> TextModel:
             f"{model} is not a shipped text model ({', '.join(SHIPPED)}), a saved model folder or a run folder"
         )
     saved = load(folder)
-    config = saved.metadata.get("text_encoder")
-    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+    recorded = saved.metadata.get("text_encoder")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("name"), str):
         raise SavedModelError(
             f"{folder / DOC_NAME} has no text_encoder in its metadata; it is not a text model"
         )
-    config = dict(config)
-    encoder = create_text_encoder(config.pop("name"), **config)
+    options = dict(recorded)
+    encoder = create_text_encoder(options.pop("name"), **options)
     assert isinstance(saved.learner, Learner)
     return TextModel(encoder, saved.learner, saved.spec)
 
