@@ -44,14 +44,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
 
+    from metadl.apps.text.predict import SHIPPED, is_text_input, predict_texts
     from metadl.saving import load, predict_folders
 
-    rows = predict_folders(load(args.model, device=args.device), args.support, args.query)
+    text = args.model in SHIPPED or is_text_input(args.support)
+    if text:
+        rows = predict_texts(args.model, args.support, args.query)
+    else:
+        rows = predict_folders(load(args.model, device=args.device), args.support, args.query)
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:  # a CSV writer quotes file names holding tabs, quotes or newlines, so every row reads back
+    else:  # a CSV writer quotes names holding tabs, quotes or newlines, so every row reads back
         writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
-        writer.writerows([row["file"], row["label"], f"{row['probability']:.4f}"] for row in rows)
+        writer.writerows(
+            [row["text" if text else "file"], row["label"], f"{row['probability']:.4f}"] for row in rows
+        )
     return 0
 
 
@@ -306,19 +313,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser(
         "predict",
-        help="classify images with a saved model, adapted to a folder of labelled examples",
+        help="classify images or sentences with a model adapted to a few labelled examples",
         description="Adapts a saved model (metadl.save_model) to SUPPORT, a folder with one sub-folder of "
         "example images per class (the folder name is the label; 1-5 images per class is typical), then "
         "classifies every image below QUERY. Images of any size and mode are brought to what the model was "
-        "trained on (size, channels, ink polarity). Prints FILE<TAB>LABEL<TAB>PROBABILITY per query image.",
-    )
-    predict.add_argument("model", metavar="MODEL", help="saved model folder (or its metadl.json)")
-    predict.add_argument("--support", required=True, metavar="DIR", help="SUPPORT/<class>/<image> examples")
-    predict.add_argument(
-        "--query", required=True, metavar="DIR", help="folder of images to classify (or one image)"
+        "trained on (size, channels, ink polarity). Prints FILE<TAB>LABEL<TAB>PROBABILITY per query image. "
+        "Text: SUPPORT is a text,label .csv / .jsonl file or a folder of <label>/*.txt files, QUERY a .csv / "
+        ".jsonl / .txt file of sentences, MODEL a saved text model, a run folder, or a shipped zero-training "
+        "model (minilm-protonet, wordllama-protonet); prints TEXT<TAB>LABEL<TAB>PROBABILITY per sentence.",
     )
     predict.add_argument(
-        "--json", action="store_true", help="print a JSON list of {file, label, probability, probabilities}"
+        "model",
+        metavar="MODEL",
+        help="saved model folder (or its metadl.json), run folder, or minilm-protonet",
+    )
+    predict.add_argument(
+        "--support",
+        required=True,
+        metavar="PATH",
+        help="SUPPORT/<class>/<image>, a text,label CSV, or <label>/*.txt",
+    )
+    predict.add_argument(
+        "--query",
+        required=True,
+        metavar="PATH",
+        help="images to classify (a folder or one image), or a text file",
+    )
+    predict.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list of {file or text, label, probability, probabilities}, in input order",
     )
     predict.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     predict.set_defaults(func=_cmd_predict)

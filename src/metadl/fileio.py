@@ -1,12 +1,26 @@
-"""File-system helpers shared by the writers that must not lose data (downloads, checkpoints, models)."""
+"""File-system helpers shared by every writer that must not lose data: checkpoints, metrics, downloads,
+caches, saved models. One way to replace a file atomically lives here, and nowhere else."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+
+def _file_mode() -> int:
+    """Permissions a plainly created file gets here (0o666 minus the umask); mkstemp would give 0o600."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()  # read once, at import, while the process is still single-threaded
 
 # Temporary entries untouched this long belong to a writer that died (a write takes seconds to minutes).
 STALE_AFTER_S = 6 * 3600.0
@@ -54,3 +68,55 @@ def remove_stale(
             continue
         removed.append(entry)
     return removed
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str | os.PathLike[str], *, suffix: str = ".tmp", durable: bool = True
+) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temporary file that replaces it only when the block ends without error.
+
+    Readers see the old file or the whole new one, never a part: the bytes go to ``.<name>.<random><suffix>``
+    in the same folder, which is renamed over ``path`` (``os.replace`` is atomic). ``durable=True`` also
+    fsyncs the file and the folder, so the new file survives a power cut; a cache that can recompute
+    its entries passes False. An error inside the block (a failed checksum, say) removes the temporary
+    file and leaves ``path`` as it was; a killed writer leaves at most the temporary file, which
+    :func:`remove_stale` clears later.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> with atomic_file(target) as f:
+        ...     _ = f.write(b"abc")
+        >>> target.read_bytes()
+        b'abc'
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_file`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+        >>> atomic_write_bytes(target, b"abc"); target.read_bytes()
+        b'abc'
+    """
+    with atomic_file(path, durable=durable) as f:
+        f.write(data)

@@ -56,6 +56,7 @@ class Config:
 
 # Small widths so the whole file runs in seconds. A new backbone needs an entry here.
 CONFIGS: dict[str, Config] = {
+    "identity": Config({"in_features": 5}, vectors(5), {"in_features": 0}),
     "mlp": Config({"in_features": 5, "hidden": [7, 6], "batch_norm": True}, vectors(5), {"in_features": 0}),
     "conv4": Config({"in_channels": 2, "hidden": 4, "image_size": 16}, images(2, 16), {"image_size": 8}),
     "resnet12": Config({"in_channels": 3, "channels": (3, 4, 5, 6)}, images(3, 16), {"channels": (4, 6, 8)}),
@@ -100,6 +101,12 @@ def build(name: str, seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple
     return net, make_input
 
 
+def skip_without_parameters(net: torch.nn.Module, name: str) -> None:
+    """A backbone without parameters (``identity``) has no gradients to check."""
+    if not list(net.parameters()):
+        pytest.skip(f"{name} has no parameters")
+
+
 def test_every_registered_backbone_has_a_config() -> None:
     missing = sorted(set(list_backbones()) - set(CONFIGS))
     assert not missing, f"add a test config for {missing} to CONFIGS in {__file__}"
@@ -121,6 +128,7 @@ def test_output_shape_and_attributes(name: str) -> None:
 @pytest.mark.parametrize("name", list_backbones())
 def test_gradient_reaches_every_parameter(name: str) -> None:
     net, make_input = build(name)
+    skip_without_parameters(net, name)
     x = make_input(4)
     w = torch.randn(net.out_features)
     for training in (True, False):
@@ -183,6 +191,7 @@ def _rel_err(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
 def test_vmapped_per_task_gradients_match_a_loop(name: str) -> None:
     """First order, with per-task parameters (as after MAML's first inner step), float64, train mode."""
     net, make_input = build(name, dtype=torch.float64)
+    skip_without_parameters(net, name)
     params = {k: v.detach() for k, v in net.named_parameters()}
     buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
     loss = _loss_fn(net, buffers, torch.randn(net.out_features, dtype=torch.float64))
@@ -201,6 +210,7 @@ def test_vmapped_per_task_gradients_match_a_loop(name: str) -> None:
 def test_vmapped_second_order_meta_gradient_matches_a_loop(name: str) -> None:
     """One MAML inner step per task, then the gradient of the summed query loss w.r.t. the shared start."""
     net, make_input = build(name, dtype=torch.float64)
+    skip_without_parameters(net, name)
     params = {k: v.detach() for k, v in net.named_parameters()}
     buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
     loss = _loss_fn(net, buffers, torch.randn(net.out_features, dtype=torch.float64))

@@ -28,7 +28,7 @@ from typing import Any
 
 from metadl.bench.table import ROWS, Cell, Row
 from metadl.config import SINUSOID, find_config, load_config
-from metadl.training.checkpoint import atomic_write_bytes
+from metadl.fileio import atomic_write_bytes
 
 QUICK_ITERATIONS, QUICK_EPISODES = 5, 16
 # glibc malloc otherwise releases and re-faults large buffers every iteration (docs/benchmarks.md).

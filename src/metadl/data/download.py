@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from metadl.fileio import fsync_dir, remove_stale
+from metadl.fileio import atomic_file, fsync_dir, remove_stale
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -127,7 +127,7 @@ def sha256sum(path: str | os.PathLike[str]) -> str:
 
 
 def _stream(url: str, out: BinaryIO, *, timeout: float, progress: bool, desc: str) -> str:
-    """Write the body of ``url`` to ``out`` (fsynced); return its hex sha256."""
+    """Write the body of ``url`` to ``out``; return its hex sha256."""
     digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "metadl"})
     try:
@@ -150,8 +150,6 @@ def _stream(url: str, out: BinaryIO, *, timeout: float, progress: bool, desc: st
                 raise OSError(f"download of {url} was cut off after {got} bytes") from err
     if total is not None and received != total:
         raise OSError(f"download of {url} stopped after {received} of {total} bytes")
-    out.flush()
-    os.fsync(out.fileno())
     return digest.hexdigest()
 
 
@@ -190,22 +188,13 @@ def download_url(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(dest.parent, f".{dest.name}.*.part")
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _stream(url, out, timeout=timeout, progress=progress, desc=dest.name)
+    with atomic_file(dest, suffix=".part") as out:  # replaced only once the hash matches
+        actual = _stream(url, out, timeout=timeout, progress=progress, desc=dest.name)
         if actual != expected:
             raise ChecksumError(
                 f"checksum mismatch for {dest.name} from {url}: expected sha256 {expected}, got {actual}; "
                 "the download was deleted (the file changed upstream or was corrupted on the way)"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is readable by all
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 

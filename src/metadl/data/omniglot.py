@@ -33,7 +33,6 @@ import csv
 import hashlib
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from tqdm.auto import tqdm
 
 from metadl.data.base import FewShotDataset
 from metadl.data.download import ChecksumError, download_url, safe_extract_zip, sha256sum
+from metadl.fileio import atomic_file
 
 ZIP_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/images_{}.zip"
 # sha256 of the official zips (9,464,212 and 6,462,886 bytes) as recorded by tensorflow/datasets
@@ -267,26 +267,17 @@ def _load_cache(path: Path, image_size: int, resample: str) -> OmniglotCharacter
 
 
 def _write_cache(path: Path, chars: OmniglotCharacters, resample: str) -> None:
-    """Write atomically: a temporary file in the same folder, fsynced, then renamed."""
+    """Write atomically (:func:`metadl.fileio.atomic_file`): a killed writer never leaves half a cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                images=chars.images,
-                names=np.array(chars.names),
-                sets=np.array(chars.sets),
-                resample=np.array(resample),
-                version=np.array(_CACHE_VERSION),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, suffix=".part") as f:
+        np.savez_compressed(
+            f,
+            images=chars.images,
+            names=np.array(chars.names),
+            sets=np.array(chars.sets),
+            resample=np.array(resample),
+            version=np.array(_CACHE_VERSION),
+        )
 
 
 def default_cache_dir(root: str | os.PathLike[str]) -> Path:

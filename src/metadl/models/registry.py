@@ -8,6 +8,7 @@ from typing import Any
 from metadl.models.attention import SelfAttentionEncoder
 from metadl.models.base import Backbone
 from metadl.models.conv4 import Conv4
+from metadl.models.identity import Identity
 from metadl.models.mlp import MLP
 from metadl.models.resnet12 import ResNet12
 from metadl.models.rnn import gru_encoder, lstm_encoder
@@ -16,6 +17,7 @@ from metadl.models.transformer import TransformerEncoder
 # name -> a Backbone class or a function building one (lstm/gru: RNNEncoder with the cell preset)
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "mlp": MLP,
+    "identity": Identity,
     "conv4": Conv4,
     "resnet12": ResNet12,
     "lstm": lstm_encoder,

@@ -21,48 +21,20 @@ import io
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 
-from metadl.fileio import fsync_dir
+from metadl.fileio import atomic_write_bytes
 
 MAGIC = b"METADL-CHECKPOINT\n"
 _HEADER = re.compile(rb"v1 bytes=(\d+) sha256=([0-9a-f]{64})\n")
 
 
-def _file_mode() -> int:
-    """Permissions a plainly created file gets here (0o666 minus the umask); mkstemp would give 0o600."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()  # read once, at import, while the process is still single-threaded
-
-
 class CorruptCheckpointError(ValueError):
     """A checkpoint file is truncated, corrupt or not a checkpoint; the message names the file."""
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temporary file + fsync + rename + fsync of the folder)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metadl.training.checkpoint import atomic_write_bytes
+from metadl.fileio import atomic_write_bytes
 
 METRICS_FILE = "metrics.csv"
 

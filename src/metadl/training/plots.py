@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from metadl.training.checkpoint import atomic_write_bytes
+from metadl.fileio import atomic_write_bytes
 
 PLOT_FILE = "learning_curves.png"
 
