@@ -12,6 +12,7 @@ from metadl import __version__
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from metadl.algorithms import list_learners
+    from metadl.config import config_summary, list_configs
     from metadl.data import list_datasets
     from metadl.models import list_backbones
 
@@ -19,6 +20,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, items in sections.items():
         if args.what in (None, name):
             print(f"{name}: {', '.join(items)}")
+    if args.what in (None, "configs"):
+        names = list_configs()
+        width = max(map(len, names))
+        print("configs (metadl train NAME):")
+        for config in names:
+            print(f"  {config:<{width}}  {config_summary(config)}")
     return 0
 
 
@@ -191,10 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     lister = sub.add_parser(
-        "list", help="list datasets, backbones and learners", description="List what can be created by name."
+        "list",
+        help="list datasets, backbones, learners and shipped configs",
+        description="List what can be created by name, and the configs that ship with metadl.",
     )
     lister.add_argument(
-        "what", nargs="?", choices=["datasets", "backbones", "learners"], help="only this section"
+        "what", nargs="?", choices=["datasets", "backbones", "learners", "configs"], help="only this section"
     )
     lister.set_defaults(func=_cmd_list)
 

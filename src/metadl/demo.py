@@ -1,6 +1,6 @@
 """``metadl demo``: meta-train a few-shot learner on the embedded synthetic glyphs and evaluate it.
 
-No download, a few minutes on 2 CPU cores: the experiment is the shipped ``configs/demo.yaml`` (a
+No download, a few minutes on 2 CPU cores: the experiment is the shipped config ``demo`` (a
 ProtoNet with a Conv-4 backbone meta-trained on 20-way 1-shot episodes of the training glyph classes),
 run by the training engine (:func:`metadl.training.trainer.train`), then scored on 5-way 1-shot
 episodes of held-out glyph classes, reported as mean accuracy with its 95% confidence interval.
@@ -23,7 +23,7 @@ from metadl.training.trainer import train
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Changes to ``configs/demo.yaml`` (``None``: as in the file: 600 iterations, 600 episodes, seed 0).
+    """Changes to the shipped ``demo`` config (``None``: as in the file: 600 iterations, 600 episodes, seed 0).
 
     ``seed`` sets the glyphs, the initialisation and the training and test episodes.
     """
