@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from metadl import __version__
+from metadl.allocator import tune_malloc
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -345,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_malloc()  # the command's own process only: `import metadl` leaves the allocator alone
     args = build_parser().parse_args(argv)
     return args.func(args)
 
