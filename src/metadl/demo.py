@@ -17,7 +17,7 @@ from pathlib import Path
 from metadl.config import load_config, shipped_config
 from metadl.evaluation import EvalResult
 from metadl.evaluation.run import evaluate_config
-from metadl.training.build import load_split
+from metadl.training.build import load_dataset_split
 from metadl.training.trainer import train
 
 
@@ -65,7 +65,9 @@ def run_demo(
     cfg = load_config(shipped_config("demo"), demo_overrides(settings))
     ds, s = cfg.dataset, cfg.sampler
     splits = {
-        name: load_split(cfg, name) for name in (ds.split, ds.val_split, cfg.eval.split) if name is not None
+        name: load_dataset_split(cfg, name)
+        for name in (ds.split, ds.val_split, cfg.eval.split)
+        if name is not None
     }
     train_data, test_data = splits[ds.split], splits[cfg.eval.split]
     log(

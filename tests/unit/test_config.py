@@ -25,7 +25,15 @@ from metadl.config import (
     shipped_config,
 )
 from metadl.data import DATASETS
-from metadl.training.build import build_learner, build_optimizer, build_scheduler, derive_seed, make_sampler
+from metadl.training.build import (
+    build_learner,
+    build_optimizer,
+    build_scheduler,
+    derive_seed,
+    load_dataset_split,
+    load_split,
+    make_sampler,
+)
 
 CONFIGS = [shipped_config(name) for name in list_configs()]
 # The names are a contract: scripts, docs and `metadl bench` call them by name.
@@ -244,3 +252,10 @@ def test_sinusoid_splits_are_independent_streams():
     again = make_sampler(cfg, "test", 0)
     assert torch.equal(make_sampler(cfg, "test", 0).sample_batch(3).query_y, again.sample_batch(3).query_y)
     assert derive_seed(0, "train") != derive_seed(1, "train")
+
+
+def test_sinusoid_tasks_have_no_dataset_split_to_load():
+    cfg = config_from_dict(minimal())
+    assert load_split(cfg, "train") is None
+    with pytest.raises(ConfigError, match="'sinusoid' has no splits to load"):
+        load_dataset_split(cfg, "train")
