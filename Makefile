@@ -1,14 +1,11 @@
-# Two entry points for a fresh machine: `make demo` and `make test`. Both create the virtual
+# Two entry points for a fresh machine: `make demo` and `make test` (lint, types, then the default
+# tests: what CI runs, with the slow wheel test after it, see .ci/run). Both create the virtual
 # environment on first use; torch is pinned to 2.13.0 (the CPU wheel) through constraints.txt.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# glibc malloc otherwise releases and re-faults large buffers every iteration (see docs/benchmarks.md).
-export MALLOC_MMAP_THRESHOLD_ ?= 33554432
-export MALLOC_TRIM_THRESHOLD_ ?= 17179869184
-export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all test-wheel lint types bench clean
 
 $(BIN)/metadl: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +18,12 @@ setup: $(BIN)/metadl
 demo: setup
 	$(BIN)/metadl demo
 
-test: setup
+test: lint types
 	$(BIN)/python -m pytest -q
+
+# The wheel installed with its dependencies from constraints.txt into a fresh environment (about a minute).
+test-wheel: setup
+	$(BIN)/python -m pytest -q -m slow tests/integration/test_wheel.py
 
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
@@ -37,5 +38,8 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+types: setup
+	$(BIN)/mypy
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

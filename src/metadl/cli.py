@@ -8,10 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from metadl import __version__
+from metadl.allocator import tune_malloc
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from metadl.algorithms import list_learners
+    from metadl.config import config_summary, list_configs
     from metadl.data import list_datasets
     from metadl.models import list_backbones
 
@@ -19,6 +21,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, items in sections.items():
         if args.what in (None, name):
             print(f"{name}: {', '.join(items)}")
+    if args.what in (None, "configs"):
+        names = list_configs()
+        width = max(map(len, names))
+        print("configs (metadl train NAME):")
+        for config in names:
+            print(f"  {config:<{width}}  {config_summary(config)}")
     return 0
 
 
@@ -188,10 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     lister = sub.add_parser(
-        "list", help="list datasets, backbones and learners", description="List what can be created by name."
+        "list",
+        help="list datasets, backbones, learners and shipped configs",
+        description="List what can be created by name, and the configs that ship with metadl.",
     )
     lister.add_argument(
-        "what", nargs="?", choices=["datasets", "backbones", "learners"], help="only this section"
+        "what", nargs="?", choices=["datasets", "backbones", "learners", "configs"], help="only this section"
     )
     lister.set_defaults(func=_cmd_list)
 
@@ -366,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``ValueError`` whose message names the thing and the fix; ``OSError`` covers files that cannot be
     read or written and downloads that fail. Both are reported here, in one place, without a traceback.
     """
+    tune_malloc()  # the command's own process only: `import metadl` leaves the allocator alone
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

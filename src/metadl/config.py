@@ -32,6 +32,7 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -544,14 +545,53 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False))
 
 
+def _shipped_folder() -> Path:
+    """The folder of the configs that ship inside the package (``metadl/configs/``, package data)."""
+    folder = resources.files("metadl") / "configs"
+    if not isinstance(folder, Path):  # imported from a zip archive: the YAML files have no path of their own
+        raise ConfigError(
+            f"metadl is imported from an archive ({folder}), so its shipped configs have no file path; "
+            "install metadl from its wheel (pip install metadl) or pass the path of a YAML file"
+        )
+    return folder
+
+
+def list_configs() -> list[str]:
+    """The names of the configs shipped with metadl (``metadl train NAME`` runs one).
+
+    Example:
+        >>> {"demo", "maml_sinusoid"} <= set(list_configs())
+        True
+    """
+    return sorted(p.stem for p in _shipped_folder().glob("*.yaml"))
+
+
 def shipped_config(name: str) -> Path:
-    """The path of a config shipped in the repository's ``configs/`` folder, by file name or stem."""
-    folder = Path(__file__).resolve().parents[2] / "configs"
-    path = folder / (name if name.endswith(".yaml") else f"{name}.yaml")
+    """The path of a config shipped with metadl (``metadl/configs/``), by file name or stem.
+
+    Example:
+        >>> shipped_config("demo.yaml") == shipped_config("demo")
+        True
+    """
+    path = _shipped_folder() / (name if name.endswith(".yaml") else f"{name}.yaml")
     if not path.is_file():
-        available = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-        raise ConfigError(f"no config file {name!r} and no shipped config of that name; shipped: {available}")
+        raise ConfigError(
+            f"no config file {name!r} and no shipped config of that name; shipped: {list_configs()}"
+        )
     return path
+
+
+def config_summary(name: str) -> str:
+    """What a shipped config is: the first line of its header comment, up to the first ``(`` or ``:``.
+
+    Example:
+        >>> config_summary("maml_sinusoid")
+        'MAML on sinusoid regression'
+    """
+    first = shipped_config(name).read_text().partition("\n")[0]
+    if not first.startswith("#"):
+        return ""
+    return re.split(r"\s*[(:]", first.lstrip("# "), maxsplit=1)[0].strip()
 
 
 def find_config(name_or_path: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """``metadl demo``: meta-train a few-shot learner on the embedded synthetic glyphs and evaluate it.
 
-No download, a few minutes on 2 CPU cores: the experiment is the shipped ``configs/demo.yaml`` (a
+No download, a few minutes on 2 CPU cores: the experiment is the shipped config ``demo`` (a
 ProtoNet with a Conv-4 backbone meta-trained on 20-way 1-shot episodes of the training glyph classes),
 run by the training engine (:func:`metadl.training.trainer.train`), then scored on 5-way 1-shot
 episodes of held-out glyph classes, reported as mean accuracy with its 95% confidence interval.
@@ -17,13 +17,13 @@ from pathlib import Path
 from metadl.config import load_config, shipped_config
 from metadl.evaluation import EvalResult
 from metadl.evaluation.run import evaluate_config
-from metadl.training.build import load_split
+from metadl.training.build import load_dataset_split
 from metadl.training.trainer import train
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Changes to ``configs/demo.yaml`` (``None``: as in the file: 600 iterations, 600 episodes, seed 0).
+    """Changes to the shipped ``demo`` config (``None``: as in the file: 600 iterations, 600 episodes, seed 0).
 
     ``seed`` sets the glyphs, the initialisation and the training and test episodes.
     """
@@ -65,7 +65,9 @@ def run_demo(
     cfg = load_config(shipped_config("demo"), demo_overrides(settings))
     ds, s = cfg.dataset, cfg.sampler
     splits = {
-        name: load_split(cfg, name) for name in (ds.split, ds.val_split, cfg.eval.split) if name is not None
+        name: load_dataset_split(cfg, name)
+        for name in (ds.split, ds.val_split, cfg.eval.split)
+        if name is not None
     }
     train_data, test_data = splits[ds.split], splits[cfg.eval.split]
     log(

@@ -61,7 +61,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from metadl.algorithms.base import Predictor
+from metadl.algorithms.base import Learner, Predictor
 from metadl.algorithms.registry import create_learner
 from metadl.data.preprocess import Preprocessing, load_folder_tree, load_image, load_images
 from metadl.fileio import remove_stale
@@ -70,7 +70,7 @@ from metadl.validation import (
     MAX_IMAGE_SIDE,
     check_spec_limits,
     check_support_labels,
-    nonfinite_tensors,
+    non_finite_tensors,
     read_json,
 )
 
@@ -108,7 +108,7 @@ def check_spec(spec: Any) -> dict[str, dict[str, Any]]:
         raise ValueError(f"spec must hold JSON values only (numbers, strings, lists, dicts): {err}") from None
 
 
-def build_from_spec(spec: dict[str, dict[str, Any]], device: str | torch.device = "cpu") -> nn.Module:
+def build_from_spec(spec: dict[str, dict[str, Any]], device: str | torch.device = "cpu") -> Learner:
     """Rebuild a learner from a spec through the registries (freshly initialised weights).
 
     The global random state is left untouched, so building does not change later sampling or training.
@@ -120,7 +120,7 @@ def build_from_spec(spec: dict[str, dict[str, Any]], device: str | torch.device 
         return create_learner(learner_kw.pop("name"), backbone=backbone, **learner_kw)
 
 
-def _rebuild(spec: dict[str, dict[str, Any]], weights: dict[str, Tensor]) -> nn.Module:
+def _rebuild(spec: dict[str, dict[str, Any]], weights: dict[str, Tensor]) -> Learner:
     """The learner of ``spec`` in the floating-point dtype of ``weights`` (a float64 model stays float64)."""
     learner = build_from_spec(spec)
     float_dtypes = {t.dtype for t in weights.values() if t.is_floating_point()}
@@ -220,7 +220,7 @@ def save_model(
     """
     spec = check_spec(spec)
     weights = _state_tensors(learner)
-    nonfinite = nonfinite_tensors(weights)
+    nonfinite = non_finite_tensors(weights)
     if nonfinite:
         raise ValueError(
             f"the learner holds NaN or infinite values in {nonfinite[:5]}; a diverged model is not saved "
@@ -360,7 +360,7 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Sa
     spec = _checked_spec(doc, doc_path)
     weights = _read_weights(folder, doc_path, doc["weights"])
     weights_path = folder / doc["weights"]["file"]
-    nonfinite = nonfinite_tensors(weights)
+    nonfinite = non_finite_tensors(weights)
     if nonfinite:
         raise SavedModelError(
             f"{weights_path}: NaN or infinite values in {nonfinite[:5]}; the model diverged before it was "
@@ -399,7 +399,7 @@ class SavedModel:
         metadl_version: the metadl version that saved it.
     """
 
-    learner: nn.Module
+    learner: Learner
     spec: dict[str, dict[str, Any]]
     preprocessing: Preprocessing | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -461,6 +461,7 @@ def predict_folders(
     """
     pre = model._require_preprocessing()
     sup = load_folder_tree(support, pre)
+    assert sup.labels is not None  # a folder tree always has its labels
     check_support_labels(sup.labels, sup.class_names)
     qry = load_images(query, pre)
     predictor = model.adapt(sup.x, sup.labels)

@@ -124,18 +124,26 @@ def state_nbytes(state: dict[str, Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
-def nonfinite_tensors(state: dict[str, Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity.
+def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a nested state (dicts, lists) that hold NaN or inf.
+
+    Checked before every save: a state with an infinite batch-norm variance or optimizer moment would
+    make a "last good" checkpoint that fails again on resume.
 
     Example:
-        >>> nonfinite_tensors({"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")]), "n": torch.ones(2).long()})
-        ['b']
+        >>> non_finite_tensors({"model": {"w": torch.ones(2), "bn.var": torch.tensor([1.0, float("inf")])}})
+        ['model.bn.var']
     """
-    return [
-        name
-        for name, t in state.items()
-        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
-    ]
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() and not state.is_complex() or bool(state.isfinite().all())
+        return [] if finite else [prefix or "tensor"]
+    if isinstance(state, dict):
+        items = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in state.items())
+    elif isinstance(state, list | tuple):
+        items = ((f"{prefix}.{i}" if prefix else str(i), v) for i, v in enumerate(state))
+    else:
+        return []
+    return [name for key, value in items for name in non_finite_tensors(value, key)]
 
 
 def check_support_labels(labels: Tensor, class_names: list[str] | None = None) -> None:

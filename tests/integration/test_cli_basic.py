@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from metadl.cli import build_parser, main
+from metadl.config import list_configs
 
 
 def test_console_script_help_lists_every_subcommand():
@@ -31,6 +32,14 @@ def test_list_shows_registries(capsys):
     assert re.search(r"^datasets: .*synthetic_glyphs", out, re.M)
     assert re.search(r"^backbones: .*conv4", out, re.M)
     assert re.search(r"^learners: .*protonet", out, re.M)
+
+
+def test_list_shows_the_shipped_configs_with_their_summaries(capsys):
+    assert main(["list", "configs"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("configs (metadl train NAME):\n") and "learners:" not in out
+    assert re.search(r"^  maml_sinusoid +MAML on sinusoid regression$", out, re.M)
+    assert len(out.splitlines()) == 1 + len(list_configs())
 
 
 def test_short_demo_prints_accuracy_with_interval(capsys, tmp_path):

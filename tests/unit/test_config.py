@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import metadl
+import metadl.config as config_module
 from metadl.algorithms import LEARNERS
 from metadl.config import (
     ConfigError,
     config_from_dict,
+    config_summary,
     config_to_dict,
     find_config,
+    list_configs,
     load_config,
     resolve_device,
     save_config,
+    shipped_config,
 )
 from metadl.data import DATASETS
-from metadl.training.build import build_learner, build_optimizer, build_scheduler, derive_seed, make_sampler
+from metadl.training.build import (
+    build_learner,
+    build_optimizer,
+    build_scheduler,
+    derive_seed,
+    load_dataset_split,
+    load_split,
+    make_sampler,
+)
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+CONFIGS = [shipped_config(name) for name in list_configs()]
+# The names are a contract: scripts, docs and `metadl bench` call them by name.
+SHIPPED_NAMES = {
+    "demo",
+    *(f"{algo}_omniglot_5w{k}s" for algo in ("fomaml", "maml", "protonet", "reptile") for k in (1, 5)),
+    "maml_omniglot_20w1s",
+    "maml_omniglot_20w5s",
+    "metasgd_omniglot_5w1s",
+    "ridge_omniglot_5w1s",
+    "svm_omniglot_5w1s",
+    "maml_sinusoid",
+    "metasgd_sinusoid",
+}
 
 
 def minimal(**sections) -> dict:
@@ -42,14 +68,38 @@ def write(tmp_path, raw) -> Path:
 
 
 def test_the_shipped_configs_are_the_expected_experiments():
-    names = {p.stem for p in CONFIGS}
-    assert {
-        "demo",
-        "protonet_omniglot_5w1s",
-        "maml_omniglot_5w1s",
-        "maml_sinusoid",
-        "metasgd_sinusoid",
-    } <= names
+    assert set(list_configs()) == SHIPPED_NAMES
+
+
+def test_shipped_configs_live_in_the_package_and_resolve_by_stem_file_name_or_path(tmp_path, monkeypatch):
+    package = Path(metadl.__file__).parent
+    assert all(path.parent == package / "configs" for path in CONFIGS)
+    monkeypatch.chdir(tmp_path)  # names resolve from the package, not from the working directory
+    assert (
+        find_config("maml_sinusoid")
+        == find_config("maml_sinusoid.yaml")
+        == package / "configs/maml_sinusoid.yaml"
+    )
+    own = tmp_path / "maml_sinusoid.yaml"  # a file on disk wins over the shipped name
+    own.write_text("seed: 1\n")
+    assert find_config("maml_sinusoid.yaml") == Path("maml_sinusoid.yaml")
+    assert find_config(own) == own
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_NAMES))
+def test_every_shipped_config_has_a_one_line_summary_from_its_header(name):
+    summary = config_summary(name)
+    assert 10 < len(summary) <= 80 and "\n" not in summary
+    assert summary == shipped_config(name).read_text().splitlines()[0].lstrip("# ")[: len(summary)]
+
+
+def test_shipped_configs_imported_from_an_archive_fail_naming_the_fix(tmp_path, monkeypatch):
+    archive = tmp_path / "metadl.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("metadl/configs/demo.yaml", "seed: 0\n")
+    monkeypatch.setattr(config_module.resources, "files", lambda _: zipfile.Path(archive, "metadl/"))
+    with pytest.raises(ConfigError, match=r"imported from an archive .* install metadl from its wheel"):
+        find_config("demo")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -202,3 +252,10 @@ def test_sinusoid_splits_are_independent_streams():
     again = make_sampler(cfg, "test", 0)
     assert torch.equal(make_sampler(cfg, "test", 0).sample_batch(3).query_y, again.sample_batch(3).query_y)
     assert derive_seed(0, "train") != derive_seed(1, "train")
+
+
+def test_sinusoid_tasks_have_no_dataset_split_to_load():
+    cfg = config_from_dict(minimal())
+    assert load_split(cfg, "train") is None
+    with pytest.raises(ConfigError, match="'sinusoid' has no splits to load"):
+        load_dataset_split(cfg, "train")

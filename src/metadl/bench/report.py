@@ -145,10 +145,10 @@ def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
         for name, (metric, hours, values) in sorted(curves.items()):
             if metric == kind:
                 ax.plot(hours, values, marker=".", color=color[name], label=f"{name} (validation)")
-        for run, label, metric, hours, mean, ci95 in sorted(points):
+        for run, label, metric, at, mean, ci95 in sorted(points):
             if metric == kind:
                 ax.errorbar(
-                    [hours], [mean], yerr=[ci95], color=color[run], marker="x", linestyle="none", capsize=3,
+                    [at], [mean], yerr=[ci95], color=color[run], marker="x", linestyle="none", capsize=3,
                     label=f"{run} ({label})",
                 )  # fmt: skip
         ax.set_xlabel("training time (hours of wall clock)")

@@ -31,12 +31,6 @@ from metadl.config import SINUSOID, find_config, load_config
 from metadl.fileio import atomic_write_bytes
 
 QUICK_ITERATIONS, QUICK_EPISODES = 5, 16
-# glibc malloc otherwise releases and re-faults large buffers every iteration (docs/benchmarks.md).
-MALLOC_TUNING = {
-    "MALLOC_MMAP_THRESHOLD_": "33554432",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-    "MALLOC_TOP_PAD_": "1073741824",
-}
 
 
 @dataclass(frozen=True)
@@ -80,16 +74,16 @@ def training_overrides(cell: Cell, settings: BenchSettings) -> list[str]:
 def run_process(args: list[str], log_file: Path) -> tuple[int, float, float]:
     """Run ``python -m metadl.cli ARGS``, appending its output to ``log_file``.
 
-    Returns ``(exit code, wall seconds, peak resident memory in MiB)`` of that process alone.
+    Returns ``(exit code, wall seconds, peak resident memory in MiB)`` of that process alone. The
+    command tunes its own allocator (:mod:`metadl.allocator`).
     """
-    env = {**MALLOC_TUNING, **os.environ}
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log_file, "a") as log:
         log.write(f"$ metadl {' '.join(args)}\n")
         log.flush()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "metadl.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "metadl.cli", *args], stdout=log, stderr=subprocess.STDOUT
         )
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen so it does not wait again
@@ -259,7 +253,7 @@ def run_bench(rows: list[Row], settings: BenchSettings, log: Callable[[str], Non
         row_file = folder / "results" / f"{row.name}.json"
         previous = json.loads(row_file.read_text()) if row_file.is_file() else {}
         old = {c["label"]: c for c in previous.get("cells", [])}
-        cells = []
+        cells: list[dict[str, Any]] = []
         for cell in row.cells:
             training = train_cell(cell, settings, log)
             if training is None:

@@ -1,7 +1,7 @@
 """The published few-shot results that ``metadl bench`` reproduces, row by row.
 
 A row is one line of the table in ``docs/benchmarks.md``: a setting, its source, and its cells. A cell
-is one published figure: a shipped config (``configs/<name>.yaml``), trained once, then evaluated on
+is one published figure: a shipped config (``metadl/configs/<name>.yaml``), trained once, then evaluated on
 test episodes of one shape. Cells that name the same run share its training (ProtoNet's 1-shot model
 gives both the 5-way and the 20-way 1-shot figures, as in Snell et al.).
 

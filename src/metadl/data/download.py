@@ -33,7 +33,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from tqdm.auto import tqdm
 
@@ -98,7 +98,7 @@ def _check_declared(infos: list[zipfile.ZipInfo], archive: Path, limits: Extract
         )
 
 
-def _copy_bounded(src: BinaryIO, dst: BinaryIO, allowed: int, where: str) -> int:
+def _copy_bounded(src: IO[bytes], dst: IO[bytes], allowed: int, where: str) -> int:
     """Copy at most ``allowed`` bytes; raise if the source holds more. Returns the bytes copied."""
     copied = 0
     while chunk := src.read(min(_CHUNK, allowed - copied + 1)):
@@ -250,8 +250,9 @@ def safe_extract_zip(
         raise ValueError(f"cannot read zip archive {zip_path}: {err}") from None
     with archive:
         _check_declared(archive.infolist(), zip_path, limits)
-        members = [(info, _member_path(info, zip_path)) for info in archive.infolist()]
-        members = [(info, rel) for info, rel in members if rel is not None]
+        members = [
+            (info, rel) for info in archive.infolist() if (rel := _member_path(info, zip_path)) is not None
+        ]
         tops = {rel.parts[0] for _, rel in members}
         missing = {top for top in tops if not (target / top).exists()}
         if not missing:

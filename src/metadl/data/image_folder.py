@@ -39,9 +39,9 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
 def _load(file: Path, image_size: int, channels: int) -> np.ndarray:
     """``(channels, S, S)`` uint8 for one file; a file Pillow cannot decode raises naming it."""
     try:
-        with Image.open(file) as img:
-            img.load()
-            img = _to_mode(img, channels)
+        with Image.open(file) as opened:
+            opened.load()
+            img = _to_mode(opened, channels)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image {file}: {err}") from err
     if img.size != (image_size, image_size):

@@ -95,8 +95,8 @@ class Preprocessing:
     std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        size = self.image_size
-        size = (size, size) if isinstance(size, int) and not isinstance(size, bool) else tuple(size)
+        given: Any = self.image_size
+        size = (given, given) if isinstance(given, int) and not isinstance(given, bool) else tuple(given)
         if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
             raise ValueError(f"image_size must be a positive int or (height, width), got {self.image_size!r}")
         object.__setattr__(self, "image_size", size)
@@ -110,14 +110,14 @@ class Preprocessing:
             if value not in allowed:
                 raise ValueError(f"preprocessing {key}={value!r}; choose one of {list(allowed)}")
         for key in ("mean", "std"):
-            value = getattr(self, key)
-            if value is not None:
-                value = tuple(float(v) for v in value)
-                if len(value) != self.channels:
+            stats = getattr(self, key)
+            if stats is not None:
+                values = tuple(float(v) for v in stats)
+                if len(values) != self.channels:
                     raise ValueError(
-                        f"preprocessing {key} needs {self.channels} values (one per channel), got {value}"
+                        f"preprocessing {key} needs {self.channels} values (one per channel), got {values}"
                     )
-                object.__setattr__(self, key, value)
+                object.__setattr__(self, key, values)
         if self.std is not None and min(self.std) <= 0:
             raise ValueError(f"preprocessing std must be > 0, got {self.std}")
 

@@ -70,7 +70,7 @@ def load_for_eval(
         learner, info = model.learner, {"model": str(model.path)}
         stored = model.metadata.get("config") or _sections_from_spec(model.spec)
         if model.preprocessing is not None:
-            size_hint = model.preprocessing.image_size[0]
+            size_hint = model.preprocessing.height
     else:
         cfg, learner, info = load_trained(target, checkpoint=checkpoint)
         stored = config_to_dict(cfg)

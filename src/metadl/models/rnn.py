@@ -13,7 +13,7 @@ after copying weights.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -138,7 +138,7 @@ class RNNEncoder(Backbone):
         for k, layer in enumerate(self.layers):
             if k:
                 h = self.dropout(h)
-            runs = [direction(h, mask) for direction in layer]
+            runs = [direction(h, mask) for direction in cast(nn.ModuleList, layer)]  # one per direction
             h = torch.cat([out for out, _ in runs], dim=-1)  # (B, L, H * directions)
             finals = [last for _, last in runs]
         return torch.cat(finals, dim=-1) if self.pool == "last" else masked_mean(h, mask)

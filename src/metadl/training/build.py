@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from metadl.algorithms import LEARNERS, Learner, create_learner
-from metadl.config import SINUSOID, Config, OptimizerConfig
+from metadl.config import SINUSOID, Config, ConfigError, OptimizerConfig
 from metadl.data import DATASETS, create_dataset
 from metadl.data.base import FewShotDataset
 from metadl.data.preprocess import Preprocessing
@@ -38,13 +38,18 @@ def derive_seed(seed: int, purpose: str) -> int:
 
 
 def load_split(cfg: Config, split: str) -> FewShotDataset | None:
-    """One split of the configured dataset; ``None`` for generated sinusoid tasks.
+    """One split of the configured dataset; ``None`` for generated sinusoid tasks."""
+    return None if cfg.dataset.name == SINUSOID else load_dataset_split(cfg, split)
+
+
+def load_dataset_split(cfg: Config, split: str) -> FewShotDataset:
+    """One split of the configured dataset, which must be one (not the generated sinusoid tasks).
 
     A builder without a ``split`` argument (``image_folder``) reads the split from ``root/<split>``.
     """
     ds = cfg.dataset
     if ds.name == SINUSOID:
-        return None
+        raise ConfigError(f"dataset {SINUSOID!r} has no splits to load: its tasks are generated")
     kwargs: dict[str, Any] = {
         k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None
     }
@@ -72,8 +77,8 @@ def make_sampler(
     generator_seed = derive_seed(seed, split)
     if cfg.dataset.name == SINUSOID:
         return SinusoidSampler(k_shot=shots, n_query=queries, seed=generator_seed, **cfg.dataset.options)
-    dataset = dataset if dataset is not None else load_split(cfg, split)
-    assert dataset is not None  # only sinusoid tasks have no dataset
+    if dataset is None:
+        dataset = load_dataset_split(cfg, split)
     return EpisodeSampler(dataset, n_way=ways, k_shot=shots, n_query=queries, seed=generator_seed)
 
 

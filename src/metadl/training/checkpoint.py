@@ -92,28 +92,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CorruptCheckpointError(f"{path}: the payload cannot be loaded safely ({err})") from None
 
 
-def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
-    """Names of the floating-point tensors in a nested state (dicts, lists) that hold NaN or inf.
-
-    Checked before every save: a state with an infinite batch-norm variance or optimizer moment would
-    make a "last good" checkpoint that fails again on resume.
-
-    Example:
-        >>> non_finite_tensors({"model": {"w": torch.ones(2), "bn.var": torch.tensor([1.0, float("inf")])}})
-        ['model.bn.var']
-    """
-    if isinstance(state, torch.Tensor):
-        finite = not state.is_floating_point() and not state.is_complex() or bool(state.isfinite().all())
-        return [] if finite else [prefix or "tensor"]
-    if isinstance(state, dict):
-        items = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in state.items())
-    elif isinstance(state, list | tuple):
-        items = ((f"{prefix}.{i}" if prefix else str(i), v) for i, v in enumerate(state))
-    else:
-        return []
-    return [name for key, value in items for name in non_finite_tensors(value, key)]
-
-
 def rng_state() -> dict[str, Any]:
     """Every global random state the engine may draw from, in checkpointable form (no numpy objects)."""
     np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))

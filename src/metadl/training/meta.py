@@ -106,7 +106,9 @@ def meta_train(
             recent = history[-50:]
             key = "accuracy" if "accuracy" in row else "mse"
             bar.set_postfix(
-                loss=f"{sum(r['loss'] for r in recent) / len(recent):.3f}",
-                **{key[:3]: f"{sum(r[key] for r in recent) / len(recent):.3f}"},
+                ordered_dict={
+                    "loss": f"{sum(r['loss'] for r in recent) / len(recent):.3f}",
+                    key[:3]: f"{sum(r[key] for r in recent) / len(recent):.3f}",
+                }
             )
     return history

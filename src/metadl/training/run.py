@@ -50,7 +50,6 @@ from metadl.training.build import (
 )
 from metadl.training.checkpoint import (
     load_checkpoint,
-    non_finite_tensors,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -61,6 +60,7 @@ from metadl.training.metrics import MetricsLog, read_metrics
 from metadl.training.plots import PLOT_FILE, plot_learning_curves
 from metadl.training.runfolder import BEST, LAST, RunFolder, RunFolderError
 from metadl.training.stopping import StopRequests
+from metadl.validation import non_finite_tensors
 
 LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "loss"})
 

@@ -21,11 +21,12 @@ from metadl.algorithms import LEARNERS, Learner
 from metadl.algorithms.base import make_output
 from metadl.cli import main
 from metadl.config import config_from_dict
-from metadl.training.checkpoint import load_checkpoint, non_finite_tensors
+from metadl.training.checkpoint import load_checkpoint
 from metadl.training.meta import NonFiniteLossError
 from metadl.training.metrics import read_metrics
 from metadl.training.runfolder import RunFolder, RunFolderError
 from metadl.training.trainer import train
+from metadl.validation import non_finite_tensors
 
 QUIET = {"progress": False, "log": lambda _: None}
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
