@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from metadl.bench.runner import QUICK_EPISODES, QUICK_ITERATIONS
-from metadl.bench.table import ROWS
+from metadl.bench.results import RowResult, Score, Training
+from metadl.bench.table import QUICK_EPISODES, QUICK_ITERATIONS, ROWS
 from metadl.training.metrics import read_metrics
 
 
@@ -29,25 +28,25 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
-def _score(score: dict[str, Any]) -> str:
-    if score["metric"] == "mse":
-        return f"{score['mean']:.3f} ± {score['ci95']:.3f}"
-    return f"{100 * score['mean']:.2f} ± {100 * score['ci95']:.2f}"
+def _score(score: Score) -> str:
+    if score.metric == "mse":
+        return f"{score.mean:.3f} ± {score.ci95:.3f}"
+    return f"{100 * score.mean:.2f} ± {100 * score.ci95:.2f}"
 
 
-def _training(training: dict[str, Any]) -> str:
-    done, planned = training["iterations"], training["planned"]
-    its = f"{done:,}" if training["complete"] else f"**{done:,} of {planned:,}** (stopped early)"
-    return f"{its}, {_duration(training['seconds'])}"
+def _training(training: Training) -> str:
+    done, planned = training.iterations, training.planned
+    its = f"{done:,}" if training.complete else f"**{done:,} of {planned:,}** (stopped early)"
+    return f"{its}, {_duration(training.seconds)}"
 
 
-def _memory(training: dict[str, Any] | None) -> str:
+def _memory(training: Training | None) -> str:
     if training is None:
         return "-"
-    return "?" if training["peak_rss_mib"] is None else f"{training['peak_rss_mib'] / 1024:.2f} GiB"
+    return "?" if training.peak_rss_mib is None else f"{training.peak_rss_mib / 1024:.2f} GiB"
 
 
-def render_table(results: dict[str, Any], *, quick: bool = False) -> str:
+def render_table(results: dict[str, RowResult], *, quick: bool = False) -> str:
     """Markdown: one line per row of ``results``, cells separated by " / ", in the order of :data:`ROWS`."""
     lines = []
     if quick:
@@ -63,27 +62,27 @@ def render_table(results: dict[str, Any], *, quick: bool = False) -> str:
     )
     for name in order:
         row = results[name]
-        cells = row["cells"]
-        published = " / ".join("report" if c["published"] is None else f"{c['published']:g}" for c in cells)
-        scores = " / ".join(f"{c['label']}: {_score(c['score']) if c['score'] else 'not run'}" for c in cells)
-        episodes = " / ".join(str(c["score"]["episodes"]) if c["score"] else "-" for c in cells)
-        training = " / ".join(_training(c["training"]) if c["training"] else "-" for c in cells)
-        memory = " / ".join(_memory(c["training"]) for c in cells)
+        cells = row.cells
+        published = " / ".join("report" if c.published is None else f"{c.published:g}" for c in cells)
+        scores = " / ".join(f"{c.label}: {_score(c.score) if c.score else 'not run'}" for c in cells)
+        episodes = " / ".join(str(c.score.episodes) if c.score else "-" for c in cells)
+        training = " / ".join(_training(c.training) if c.training else "-" for c in cells)
+        memory = " / ".join(_memory(c.training) for c in cells)
         command = f"`metadl bench --rows {name}{' --quick' if quick else ''}`"
         lines.append(
-            f"| {row['setting']} | {published} | {scores} | {episodes} | {training} | {memory} | {row['source']} | {command} |"
+            f"| {row.setting} | {published} | {scores} | {episodes} | {training} | {memory} | {row.source} | {command} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def validation_curves(results: dict[str, Any]) -> dict[str, tuple[str, list[float], list[float]]]:
+def validation_curves(results: dict[str, RowResult]) -> dict[str, tuple[str, list[float], list[float]]]:
     """``{run: (metric, hours, values)}`` for every run whose ``metrics.csv`` has validated rows."""
     curves = {}
     for row in results.values():
-        for cell in row["cells"]:
-            if cell["training"] is None:
+        for cell in row.cells:
+            if cell.training is None:
                 continue
-            run_dir = Path(cell["training"]["run_dir"])
+            run_dir = Path(cell.training.run_dir)
             metrics = run_dir / "metrics.csv"
             if run_dir.name in curves or not metrics.is_file():
                 continue
@@ -98,7 +97,7 @@ def validation_curves(results: dict[str, Any]) -> dict[str, tuple[str, list[floa
     return curves
 
 
-def scored_points(results: dict[str, Any]) -> list[tuple[str, str, str, float, float, float]]:
+def scored_points(results: dict[str, RowResult]) -> list[tuple[str, str, str, float, float, float]]:
     """``(run, label, metric, hours, mean, ci95)`` per tested cell whose training time is known.
 
     Runs too slow to reach their first validation still get a point: their test score at the time
@@ -106,27 +105,20 @@ def scored_points(results: dict[str, Any]) -> list[tuple[str, str, str, float, f
     """
     points = []
     for row in results.values():
-        for cell in row["cells"]:
-            training, score = cell["training"], cell["score"]
-            if training is None or score is None or training["seconds"] is None:
+        for cell in row.cells:
+            training, score = cell.training, cell.score
+            if training is None or score is None or training.seconds is None:
                 continue
-            key = score["key"]
-            shape = f"{key['ways']}-way {key['shots']}-shot" if key.get("ways") else f"{key['shots']}-shot"
-            hours = training["seconds"] / 3600
+            key = score.key
+            shape = f"{key.ways}-way {key.shots}-shot" if key.ways else f"{key.shots}-shot"
+            hours = training.seconds / 3600
             points.append(
-                (
-                    training["run"],
-                    f"test, {shape}",
-                    f"val_{score['metric']}",
-                    hours,
-                    score["mean"],
-                    score["ci95"],
-                )
+                (training.run, f"test, {shape}", f"val_{score.metric}", hours, score.mean, score.ci95)
             )
     return points
 
 
-def plot_curves(results: dict[str, Any], path: str | Path) -> bool:
+def plot_curves(results: dict[str, RowResult], path: str | Path) -> bool:
     """Validation score (lines) and test score (crosses, with 95% CI) against training hours.
 
     ``False`` when no run validated and none was tested.

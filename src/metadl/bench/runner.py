@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metadl.bench.table import ROWS, Cell, Row
+from metadl.bench.report import plot_curves, render_table
+from metadl.bench.results import CellResult, RowResult, Score, ScoreKey, Training, read_results, read_row
+from metadl.bench.table import QUICK_EPISODES, QUICK_ITERATIONS, ROWS, Cell, Row
 from metadl.config import SINUSOID, find_config, load_config
 from metadl.fileio import atomic_write_bytes
-
-QUICK_ITERATIONS, QUICK_EPISODES = 5, 16
+from metadl.training.checkpoint import load_checkpoint
+from metadl.training.metrics import read_metrics
+from metadl.training.trainer import LAST, resumed_config
 
 
 @dataclass(frozen=True)
@@ -92,15 +95,12 @@ def run_process(args: list[str], log_file: Path) -> tuple[int, float, float]:
 
 def _progress(run_dir: Path) -> tuple[int, int] | None:
     """``(iterations done, iterations planned)`` of a run folder, or ``None`` when it holds no checkpoint."""
-    from metadl.training.checkpoint import load_checkpoint
-    from metadl.training.trainer import LAST, resumed_config
-
     if not (run_dir / LAST).is_file():
         return None
     return int(load_checkpoint(run_dir / LAST)["iteration"]), resumed_config(run_dir).train.iterations
 
 
-def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) -> dict[str, Any] | None:
+def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) -> Training | None:
     """Train (or resume, or reuse) the cell's run; returns its training record.
 
     With ``settings.train`` off, nothing is trained: the record of the run as it is, ``None`` if there is none.
@@ -119,15 +119,15 @@ def train_cell(cell: Cell, settings: BenchSettings, log: Callable[[str], None]) 
         atomic_write_bytes(record_file, (json.dumps(record, indent=1) + "\n").encode())
     assert progress is not None
     done, planned = progress
-    return {
-        "run": cell.run_name,
-        "run_dir": str(run_dir),
-        "iterations": done,
-        "planned": planned,
-        "complete": done >= planned,
-        "seconds": _training_seconds(run_dir, record),
-        "peak_rss_mib": max((s["peak_rss_mib"] for s in record["sessions"]), default=None),
-    }
+    return Training(
+        run=cell.run_name,
+        run_dir=str(run_dir),
+        iterations=done,
+        planned=planned,
+        complete=done >= planned,
+        seconds=_training_seconds(run_dir, record),
+        peak_rss_mib=max((s["peak_rss_mib"] for s in record["sessions"]), default=None),
+    )
 
 
 def _train_session(
@@ -157,8 +157,6 @@ def _train_session(
 
 def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:
     """Wall-clock training time: the run's own ``time_s`` column, else the bench's session times."""
-    from metadl.training.metrics import read_metrics
-
     rows = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else []
     if rows and "time_s" in rows[-1]:
         return rows[-1]["time_s"]
@@ -168,25 +166,19 @@ def _training_seconds(run_dir: Path, record: dict[str, Any]) -> float | None:
 def evaluate_cell(
     cell: Cell,
     row: Row,
-    training: dict[str, Any],
+    training: Training,
     settings: BenchSettings,
-    previous: dict[str, Any] | None,
+    previous: Score | None,
     log: Callable[[str], None],
-) -> dict[str, Any]:
+) -> Score:
     """Score the cell's run on its test episodes (reusing ``previous`` when nothing changed)."""
     episodes = QUICK_EPISODES if settings.quick else row.episodes
-    key = {
-        "run": cell.run_name,
-        "iteration": training["iterations"],
-        "ways": cell.ways,
-        "shots": cell.shots,
-        "episodes": episodes,
-    }
-    if previous is not None and previous.get("key") == key:
+    key = ScoreKey(cell.run_name, training.iterations, cell.ways, cell.shots, episodes)
+    if previous is not None and previous.key == key:
         return previous
     args = [
         "eval",
-        training["run_dir"],
+        training.run_dir,
         "--shots",
         str(cell.shots),
         "--episodes",
@@ -202,22 +194,15 @@ def evaluate_cell(
         f"evaluating {cell.run_name} {cell.label} ({'' if cell.ways is None else f'{cell.ways}-way '}"
         f"{cell.shots}-shot, {episodes} episodes)"
     )
-    out_file = Path(training["run_dir"]).parent / f"{cell.run_name}.eval.log"
+    out_file = Path(training.run_dir).parent / f"{cell.run_name}.eval.log"
     code, seconds, _ = run_process(args, out_file)
     if code != 0:
         raise RuntimeError(f"evaluating {cell.run_name} failed (exit {code}); see {out_file}")
     report = json.loads(out_file.read_text().strip().splitlines()[-1])
-    return {
-        "key": key,
-        "mean": report["mean"],
-        "ci95": report["ci95"],
-        "episodes": report["episodes"],
-        "metric": report["metric"],
-        "seconds": round(seconds, 1),
-    }
+    return Score(key, report["mean"], report["ci95"], report["episodes"], report["metric"], round(seconds, 1))
 
 
-def save_row(row_file: Path, row: Row, cells: list[dict[str, Any]]) -> None:
+def save_row(row_file: Path, row: Row, cells: list[CellResult]) -> None:
     """Write ``cells`` into the row's results; the row's other cells keep what the file holds now.
 
     The file is read again under a lock, not taken from the start of this call: two benches that run
@@ -225,50 +210,41 @@ def save_row(row_file: Path, row: Row, cells: list[dict[str, Any]]) -> None:
     """
     with open(row_file.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        on_disk = json.loads(row_file.read_text()) if row_file.is_file() else {}
-        by_label = {c["label"]: c for c in on_disk.get("cells", [])} | {c["label"]: c for c in cells}
+        on_disk = read_row(row_file)
+        by_label = {c.label: c for c in (on_disk.cells if on_disk else ())} | {c.label: c for c in cells}
         full_row = next((r for r in ROWS if r.name == row.name), row)  # ``row`` may be one cell of it
         ordered = [by_label.pop(c.label) for c in full_row.cells if c.label in by_label] + list(
             by_label.values()
         )
-        result = {"setting": row.setting, "source": row.source, "cells": ordered}
-        atomic_write_bytes(row_file, (json.dumps(result, indent=1) + "\n").encode())
+        result = RowResult(row.setting, row.source, tuple(ordered))
+        atomic_write_bytes(row_file, result.to_json().encode())
 
 
-def read_results(folder: Path) -> dict[str, Any]:
-    """Every row's results under ``folder/results``, by row name."""
-    return {f.stem: json.loads(f.read_text()) for f in sorted((folder / "results").glob("*.json"))}
-
-
-def run_bench(rows: list[Row], settings: BenchSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_bench(
+    rows: list[Row], settings: BenchSettings, log: Callable[[str], None] = print
+) -> dict[str, RowResult]:
     """Train and evaluate every cell of ``rows``, save each row's results, redraw the table and curves.
 
     Returns the results of every row in the folder (these and earlier ones), by row name.
     """
-    from metadl.bench.report import plot_curves, render_table
-
     folder = settings.folder
     (folder / "results").mkdir(parents=True, exist_ok=True)
     for row in rows:
         row_file = folder / "results" / f"{row.name}.json"
-        previous = json.loads(row_file.read_text()) if row_file.is_file() else {}
-        old = {c["label"]: c for c in previous.get("cells", [])}
-        cells: list[dict[str, Any]] = []
+        previous = read_row(row_file)
+        old = {c.label: c.score for c in (previous.cells if previous else ())}
+        cells: list[CellResult] = []
         for cell in row.cells:
             training = train_cell(cell, settings, log)
             if training is None:
                 log(f"{row.name} {cell.label}: not run ({cell.run_name} has no checkpoint)")
-                cells.append(
-                    {"label": cell.label, "published": cell.published, "training": None, "score": None}
-                )
+                cells.append(CellResult(cell.label, cell.published, None, None))
                 continue
-            score = evaluate_cell(cell, row, training, settings, old.get(cell.label, {}).get("score"), log)
-            cells.append(
-                {"label": cell.label, "published": cell.published, "training": training, "score": score}
-            )
+            score = evaluate_cell(cell, row, training, settings, old.get(cell.label), log)
+            cells.append(CellResult(cell.label, cell.published, training, score))
             log(
-                f"{row.name} {cell.label}: {score['mean']:.4g} ± {score['ci95']:.2g} ({score['metric']}, "
-                f"{score['episodes']} episodes; published {cell.published})"
+                f"{row.name} {cell.label}: {score.mean:.4g} ± {score.ci95:.2g} ({score.metric}, "
+                f"{score.episodes} episodes; published {cell.published})"
             )
         save_row(row_file, row, cells)
     results = read_results(folder)

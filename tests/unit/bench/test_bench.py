@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from metadl.bench import ROWS, BenchSettings, Cell, Row, find_rows, run_bench
 from metadl.bench.report import plot_curves, scored_points
+from metadl.bench.results import CellResult, RowResult, Score, ScoreKey, Training, read_row
 from metadl.bench.runner import save_row, training_overrides
 from metadl.cli import main
 from metadl.config import find_config, load_config
@@ -94,23 +96,21 @@ def test_the_runner_trains_evaluates_resumes_and_reuses(tmp_path):
     untrained = run_bench(
         [row], BenchSettings(out, train=False), log=log.append
     )  # --no-train: nothing exists yet
-    assert [c["score"] for c in untrained["tiny-sinusoid"]["cells"]] == [None, None]
+    assert [c.score for c in untrained["tiny-sinusoid"].cells] == [None, None]
     assert "5-shot: not run / 10-shot: not run" in (out / "table.md").read_text()
     first = run_bench([row], BenchSettings(out, time_limit=1e-3), log=log.append)  # every run stops at once
-    cells = first["tiny-sinusoid"]["cells"]
-    assert [c["training"]["complete"] for c in cells] == [False, False]
-    assert all(1 <= c["training"]["iterations"] < 40 for c in cells)
+    cells = first["tiny-sinusoid"].cells
+    assert [c.training.complete for c in cells] == [False, False]
+    assert all(1 <= c.training.iterations < 40 for c in cells)
     assert "stopped early" in (out / "table.md").read_text()
 
     second = run_bench([row], BenchSettings(out), log=log.append)  # resumed to the end, then evaluated
-    for cell in second["tiny-sinusoid"]["cells"]:
-        assert cell["training"]["complete"] and cell["training"]["iterations"] == 40
-        assert (
-            cell["score"]["metric"] == "mse" and cell["score"]["episodes"] == 30 and cell["score"]["mean"] > 0
-        )
-        sessions = json.loads((out / "runs" / cell["training"]["run"] / "bench.json").read_text())["sessions"]
+    for cell in second["tiny-sinusoid"].cells:
+        assert cell.training.complete and cell.training.iterations == 40
+        assert cell.score.metric == "mse" and cell.score.episodes == 30 and cell.score.mean > 0
+        sessions = json.loads((out / "runs" / cell.training.run / "bench.json").read_text())["sessions"]
         assert [s["to"] for s in sessions][-1] == 40 and all(s["peak_rss_mib"] > 50 for s in sessions)
-        assert cell["training"]["seconds"] > 0
+        assert cell.training.seconds > 0
     assert (out / "curves.png").stat().st_size > 1000
 
     log.clear()
@@ -133,24 +133,24 @@ def test_bench_lists_its_rows(capsys):
 
 
 def test_runs_that_never_validated_still_get_their_test_score_plotted(tmp_path):
-    training = {"run": "slow_run", "run_dir": str(tmp_path / "slow_run"), "seconds": 1800.0}
-    score = {"key": {"ways": 20, "shots": 5}, "metric": "accuracy", "mean": 0.9, "ci95": 0.01}
-    results = {"row": {"cells": [{"training": training, "score": score}, {"training": None, "score": None}]}}
+    training = Training("slow_run", str(tmp_path / "slow_run"), 3, 100, False, 1800.0, None)
+    score = Score(ScoreKey("slow_run", 3, 20, 5, 10), 0.9, 0.01, 10, "accuracy", 1.0)
+    cells = (CellResult("5-shot", 99.0, training, score), CellResult("1-shot", 98.0, None, None))
+    results = {"row": RowResult("setting", "source", cells)}
     assert scored_points(results) == [("slow_run", "test, 20-way 5-shot", "val_accuracy", 0.5, 0.9, 0.01)]
     assert plot_curves(results, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size > 1000
-    untimed = {"row": {"cells": [{"training": {**training, "seconds": None}, "score": score}]}}
+    untimed_cell = CellResult("5-shot", 99.0, replace(training, seconds=None), score)
+    untimed = {"row": RowResult("setting", "source", (untimed_cell,))}
     assert scored_points(untimed) == [] and not plot_curves(untimed, tmp_path / "none.png")
 
 
 def test_saving_one_cell_keeps_the_cells_another_bench_saved_meanwhile(tmp_path):
     row, row_file = ROWS[0], tmp_path / "row.json"
-    one, five = (
-        {"label": c.label, "published": c.published, "training": None, "score": None} for c in row.cells
-    )
+    one, five = (CellResult(c.label, c.published, None, None) for c in row.cells)
     save_row(row_file, Row(row.name, row.setting, row.source, row.cells[1:]), [five])
     # a second bench, on the row's other cell, saves after the first
     save_row(row_file, Row(row.name, row.setting, row.source, row.cells[:1]), [one])
     assert [c["label"] for c in json.loads(row_file.read_text())["cells"]] == ["1-shot", "5-shot"]
-    scored = {**five, "score": {"mean": 0.9}}
+    scored = replace(five, score=Score(ScoreKey("run", 1, 5, 5, 10), 0.9, 0.01, 10, "accuracy", 1.0))
     save_row(row_file, row, [scored])
-    assert json.loads(row_file.read_text())["cells"] == [one, scored]
+    assert read_row(row_file) == RowResult(row.setting, row.source, (one, scored))
