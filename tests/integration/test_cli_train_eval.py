@@ -6,30 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from cli_runs import write_images
 
 from metadl.cli import main
-
-
-def write_images(root: Path, classes: int = 5, per_class: int = 5, size: int = 8) -> Path:
-    """``root/{train,val,test}/<class>/<i>.png``: each class a random binary pattern plus flipped pixels."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val", "test"):
-        for c in range(classes):
-            (root / split / f"c{c}").mkdir(parents=True)
-            pattern = rng.random((size, size)) < 0.5
-            for i in range(per_class):
-                noisy = pattern ^ (rng.random((size, size)) < 0.1)
-                Image.fromarray((noisy * 255).astype(np.uint8), mode="L").save(
-                    root / split / f"c{c}" / f"{i}.png"
-                )
-    return root
 
 
 @pytest.fixture(scope="module")
