@@ -36,7 +36,15 @@ from sklearn import datasets as skdata
 from metadl.automl.tabular import read_keel_dat
 from metadl.tasks.dataset_source import NamedDataset
 
-WHOLE_NAMES = ("hayes-roth", "tic-tac-toe", "new-thyroid", "page-blocks", "kr-vs-k", "movement_libras", "breast_cancer")
+WHOLE_NAMES = (
+    "hayes-roth",
+    "tic-tac-toe",
+    "new-thyroid",
+    "page-blocks",
+    "kr-vs-k",
+    "movement_libras",
+    "breast_cancer",
+)
 SAME_DATA = {
     "crx": "australian",  # Quinlan's credit approval, two encodings
     "cleveland": "heart",  # Statlog heart is a subset of the Cleveland data
@@ -98,7 +106,9 @@ def sklearn_datasets() -> Iterator[DatasetEntry]:
         ("digits", skdata.load_digits),
     ):
         bunch = load()
-        yield DatasetEntry(NamedDataset(name, bunch.data.astype(np.float64), bunch.target), family_of(name), "sklearn")
+        yield DatasetEntry(
+            NamedDataset(name, bunch.data.astype(np.float64), bunch.target), family_of(name), "sklearn"
+        )
 
 
 def _xor(n: int, d: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -136,10 +146,14 @@ def generated_datasets(seed: int = 0) -> Iterator[DatasetEntry]:
     for i, noise in enumerate((0.1, 0.3)):
         X, y = skdata.make_moons(n_samples=400, noise=noise, random_state=int(rng.integers(2**31)))
         yield DatasetEntry(NamedDataset(f"gen_moons_{i}", X, y), "gen_moons", "generated")
-        X, y = skdata.make_circles(n_samples=400, noise=noise / 2, factor=0.5, random_state=int(rng.integers(2**31)))
+        X, y = skdata.make_circles(
+            n_samples=400, noise=noise / 2, factor=0.5, random_state=int(rng.integers(2**31))
+        )
         yield DatasetEntry(NamedDataset(f"gen_circles_{i}", X, y), "gen_circles", "generated")
     for i, (d, std) in enumerate(((2, 2.0), (10, 4.0))):
-        X, y = skdata.make_blobs(n_samples=500, n_features=d, centers=4, cluster_std=std, random_state=int(rng.integers(2**31)))
+        X, y = skdata.make_blobs(
+            n_samples=500, n_features=d, centers=4, cluster_std=std, random_state=int(rng.integers(2**31))
+        )
         yield DatasetEntry(NamedDataset(f"gen_blobs_{i}", X, y), "gen_blobs", "generated")
     for i, (d, noise) in enumerate(((2, 0.0), (6, 0.1))):
         X, y = _xor(500, d, noise, rng)

@@ -138,7 +138,14 @@ def score_cell(entry: DatasetEntry, pipeline: str, settings: CVSettings, root: s
     selection, failed_a = cross_validate(pipeline, X, y, settings.folds, seeds)
     report, failed_b = cross_validate(pipeline, X, y, settings.folds, [s + REPORT_SEED_OFFSET for s in seeds])
     cell = CellScore(
-        entry.name, pipeline, key, selection, report, len(y), len(entry.dataset.y), failed_a + failed_b,
+        entry.name,
+        pipeline,
+        key,
+        selection,
+        report,
+        len(y),
+        len(entry.dataset.y),
+        failed_a + failed_b,
         time.perf_counter() - start,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +179,8 @@ class GroundTruth:
     metafeatures: np.ndarray
     selection: np.ndarray
     report: np.ndarray
+    max_rows: int = CVSettings.max_rows  # the cap the meta-features were computed under
+    cell_seconds: float = 0.0  # compute time of all its cells, as measured when each was computed
 
     def __post_init__(self) -> None:
         n, p = len(self.names), len(self.pipelines)
@@ -193,6 +202,8 @@ class GroundTruth:
             "metafeatures": np.round(self.metafeatures, 6).tolist(),
             "selection": np.round(self.selection, 6).tolist(),
             "report": np.round(self.report, 6).tolist(),
+            "max_rows": self.max_rows,
+            "cell_seconds": round(self.cell_seconds, 1),
         }
         atomic_write_bytes(path, json.dumps(table, indent=0).encode())
 
@@ -209,6 +220,8 @@ class GroundTruth:
                 np.array(table["metafeatures"], dtype=np.float64),
                 np.array(table["selection"], dtype=np.float64),
                 np.array(table["report"], dtype=np.float64),
+                int(table["max_rows"]),
+                float(table["cell_seconds"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise AutoMLError(f"cannot read ground truth {path}: {err}") from None
@@ -250,6 +263,10 @@ def build_ground_truth(
         pipelines,
         NAMES,
         np.array([mf.values for _, mf, _ in rows]).reshape(len(rows), len(NAMES)),
-        np.array([[c.selection_mean for c in cells] for _, _, cells in rows]).reshape(len(rows), len(pipelines)),
+        np.array([[c.selection_mean for c in cells] for _, _, cells in rows]).reshape(
+            len(rows), len(pipelines)
+        ),
         np.array([[c.report_mean for c in cells] for _, _, cells in rows]).reshape(len(rows), len(pipelines)),
+        settings.max_rows,
+        float(sum(c.seconds for _, _, cells in rows for c in cells)),
     )

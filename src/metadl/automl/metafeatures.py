@@ -206,4 +206,6 @@ def compute_metafeatures(
     Xs = impute_median(Xs)
     landmarkers = [landmark(Xs, ys, make, seed) for make in LANDMARKERS.values()]
     values = simple + _statistical(Xs) + _info_theory(Xs, ys) + _model_based(Xs, ys) + landmarkers
-    return MetaFeatures(np.nan_to_num(np.array(values, dtype=np.float64), posinf=RATIO_CAP, neginf=-RATIO_CAP))
+    return MetaFeatures(
+        np.nan_to_num(np.array(values, dtype=np.float64), posinf=RATIO_CAP, neginf=-RATIO_CAP)
+    )

@@ -84,7 +84,9 @@ _CANDIDATES = (
     Candidate("knn_5", "knn", {"n_neighbors": 5}, _knn),
     Candidate("knn_25_distance", "knn", {"n_neighbors": 25, "weights": "distance"}, _knn),
     Candidate("gb_100_lr0.1", "gradient_boosting", {"max_iter": 100, "learning_rate": 0.1}, _gb),
-    Candidate("gb_200_depth3", "gradient_boosting", {"max_iter": 200, "max_depth": 3, "learning_rate": 0.05}, _gb),
+    Candidate(
+        "gb_200_depth3", "gradient_boosting", {"max_iter": 200, "max_depth": 3, "learning_rate": 0.05}, _gb
+    ),
     Candidate("mlp_32", "mlp", {"width": 32, "alpha": 1e-4}, _mlp),
     Candidate("mlp_64_alpha0.1", "mlp", {"width": 64, "alpha": 0.1}, _mlp),
 )

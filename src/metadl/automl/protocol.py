@@ -126,9 +126,15 @@ def summarize(name: str, choices: Sequence[Choice], *, n_boot: int = 2000, seed:
     def per_family(value: Callable[[Choice], float]) -> np.ndarray:
         return np.array([np.mean([value(c) for c in choices if c.family == f]) for f in families])
 
-    sel, sb, oracle = per_family(lambda c: c.score), per_family(lambda c: c.single_best), per_family(lambda c: c.oracle)
+    sel, sb, oracle = (
+        per_family(lambda c: c.score),
+        per_family(lambda c: c.single_best),
+        per_family(lambda c: c.oracle),
+    )
     rng = np.random.default_rng(seed)
-    boots = [_gap(sel[b], sb[b], oracle[b]) for b in rng.integers(0, len(families), size=(n_boot, len(families)))]
+    boots = [
+        _gap(sel[b], sb[b], oracle[b]) for b in rng.integers(0, len(families), size=(n_boot, len(families)))
+    ]
     boots = [g for g in boots if np.isfinite(g)]
     ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if boots else (np.nan, np.nan)
     return SelectionSummary(

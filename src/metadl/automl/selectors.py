@@ -59,7 +59,9 @@ def _check(metafeatures: np.ndarray, scores: np.ndarray) -> None:
 class MetaRandomForest:
     """Random forests for the level and (multi-output) the per-pipeline offsets; ``importances_`` ``(F,)``."""
 
-    def __init__(self, *, n_estimators: int = 300, min_samples_leaf: int = 1, evaluations: int = 1, seed: int = 0):
+    def __init__(
+        self, *, n_estimators: int = 300, min_samples_leaf: int = 1, evaluations: int = 1, seed: int = 0
+    ):
         self.n_estimators, self.min_samples_leaf = n_estimators, min_samples_leaf
         self.evaluations, self.seed = evaluations, seed
 

@@ -41,7 +41,13 @@ def test_family_of(name, family):
 
 def test_generated_families_are_per_generator():
     entries = list(generated_datasets(seed=0))
-    assert {e.family for e in entries} == {"gen_classification", "gen_moons", "gen_circles", "gen_blobs", "gen_xor"}
+    assert {e.family for e in entries} == {
+        "gen_classification",
+        "gen_moons",
+        "gen_circles",
+        "gen_blobs",
+        "gen_xor",
+    }
     again = list(generated_datasets(seed=0))
     assert all(np.array_equal(a.dataset.X, b.dataset.X) for a, b in zip(entries, again, strict=True))
 

@@ -30,7 +30,9 @@ def test_cell_is_cached_and_reused_after_a_restart(tmp_path, monkeypatch):
     assert (tmp_path / "blobs" / "knn_5.json").is_file()
     assert not list(tmp_path.rglob("*.tmp"))  # atomic write left no temporary behind
     assert cell.rows_used == 60 and cell.rows_total == 90  # subsampled, and says so
-    assert len(cell.selection) == len(cell.report) == 2 and cell.selection != cell.report  # independent repeats
+    assert (
+        len(cell.selection) == len(cell.report) == 2 and cell.selection != cell.report
+    )  # independent repeats
 
     def boom(*args, **kwargs):
         raise AssertionError("a cached cell was recomputed")
@@ -57,7 +59,9 @@ def test_build_respects_the_deadline_and_the_table_round_trips(tmp_path):
     gt.save(tmp_path / "table.json")
     back = GroundTruth.load(tmp_path / "table.json")
     assert back.names == gt.names and np.allclose(back.report, gt.report, atol=1e-6)
-    late = build_ground_truth(entries, tmp_path, settings=SETTINGS, pipelines=["knn_5"], deadline=time.monotonic() - 1)
+    late = build_ground_truth(
+        entries, tmp_path, settings=SETTINGS, pipelines=["knn_5"], deadline=time.monotonic() - 1
+    )
     assert late.names == ()
 
 

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from metadl.automl.metafeatures import GROUPS, NAMES, compute_metafeatures, discretize, entropy, mutual_information
+from metadl.automl.metafeatures import (
+    GROUPS,
+    NAMES,
+    compute_metafeatures,
+    discretize,
+    entropy,
+    mutual_information,
+)
 
 # x0 is the class, x1 is independent of it; every row appears twice
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 2)
@@ -80,7 +87,9 @@ def test_large_tables_are_subsampled_but_keep_their_row_count():
 
 def test_agrees_with_pymfe_where_both_define_the_same_quantity():
     mfe = pytest.importorskip("pymfe.mfe")
-    extractor = mfe.MFE(features=["attr_ent", "class_ent", "mut_inf", "eq_num_attr", "ns_ratio", "cor"], summary=["mean"])
+    extractor = mfe.MFE(
+        features=["attr_ent", "class_ent", "mut_inf", "eq_num_attr", "ns_ratio", "cor"], summary=["mean"]
+    )
     names, values = extractor.fit(X, Y).extract()
     theirs = dict(zip(names, values, strict=True))
     ours = compute_metafeatures(X, Y)

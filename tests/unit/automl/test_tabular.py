@@ -9,14 +9,29 @@ from metadl.automl.tabular import AutoMLError, encode_rows, read_csv_dataset, re
 
 
 def test_numeric_categorical_and_missing_values_are_encoded():
-    rows = [["1.5", "red", "", "a"], ["?", "blue", "x", "b"], ["3", "red", "y", "a"], ["NA", "green", "x", "b"]]
+    rows = [
+        ["1.5", "red", "", "a"],
+        ["?", "blue", "x", "b"],
+        ["3", "red", "y", "a"],
+        ["NA", "green", "x", "b"],
+    ]
     table = encode_rows(["num", "colour", "code", "y"], rows, "y")
-    assert table.feature_names == ("num", "colour=blue", "colour=green", "colour=red", "code=?", "code=x", "code=y")
+    assert table.feature_names == (
+        "num",
+        "colour=blue",
+        "colour=green",
+        "colour=red",
+        "code=?",
+        "code=x",
+        "code=y",
+    )
     assert table.n_categorical == 2
     X = table.dataset.X
     assert np.isnan(X[1, 0]) and np.isnan(X[3, 0]) and X[0, 0] == 1.5 and X[2, 0] == 3.0
     np.testing.assert_array_equal(X[:, 1:4], [[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]])
-    np.testing.assert_array_equal(X[:, 4:], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]])  # missing is a level
+    np.testing.assert_array_equal(
+        X[:, 4:], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]
+    )  # missing is a level
     assert table.dataset.y.tolist() == ["a", "b", "a", "b"]
 
 
