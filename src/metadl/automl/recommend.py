@@ -129,3 +129,18 @@ def recommend(
         )
         for p in ranked
     ]
+
+
+def format_recommendations(recs: list[Recommendation]) -> str:
+    """A plain-text table: rank, pipeline, predicted (and CV) balanced accuracy, then the reasons."""
+    lines = []
+    for rank, r in enumerate(recs, start=1):
+        cv = "" if r.cv_score is None else f"  cv {r.cv_score:.3f}"
+        lines.append(f"{rank}. {r.pipeline:20s} predicted {r.predicted_score:.3f}{cv}  {r.params}")
+    if recs:
+        why = recs[0].why
+        features = ", ".join(f"{n}={v:.3g}" for n, v in why.important_metafeatures)
+        lines.append(
+            f"nearest datasets: {', '.join(why.nearest_datasets)}; meta-features that mattered: {features}"
+        )
+    return "\n".join(lines)
