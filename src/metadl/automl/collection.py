@@ -14,8 +14,9 @@ A family groups the near-copies of one source table (keel's ``ecoli-0-1_vs_5`` a
 ``ecoli``): the leave-one-family-out protocol never trains on a relative of the held-out dataset.
 The family is the name up to its first digit, ``-`` or ``_``, except for the names in :data:`WHOLE_NAMES` and for
 tables known to be the same data under two names (:data:`SAME_DATA`).
-Duplicates (same family, same shape, same class counts: keel's two ``pima``, sklearn's ``iris``
-beside keel's) are dropped, keeping the first seen.
+Near-copies (same family and shape, and per class the same size and the same feature means and standard
+deviations to one decimal: sklearn's ``iris``, ``wine`` and ``breast_cancer`` beside keel's ``iris``, ``wine`` and
+``wdbc``) and repeated names (keel's two ``pima``) are dropped, keeping the first seen.
 
 Example:
     >>> [family_of(n) for n in ("ecoli-0-1_vs_5", "yeast1", "winequality-red-4", "wine", "kr-vs-k-zero_vs_eight")]
@@ -25,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -147,7 +149,7 @@ def generated_datasets(seed: int = 0) -> Iterator[DatasetEntry]:
         X, y = skdata.make_moons(n_samples=400, noise=noise, random_state=int(rng.integers(2**31)))
         yield DatasetEntry(NamedDataset(f"gen_moons_{i}", X, y), "gen_moons", "generated")
         X, y = skdata.make_circles(
-            n_samples=400, noise=noise / 2, factor=0.5, random_state=int(rng.integers(2**31))
+            n_samples=400, noise=noise, factor=0.5, random_state=int(rng.integers(2**31))
         )
         yield DatasetEntry(NamedDataset(f"gen_circles_{i}", X, y), "gen_circles", "generated")
     for i, (d, std) in enumerate(((2, 2.0), (10, 4.0))):
@@ -160,15 +162,25 @@ def generated_datasets(seed: int = 0) -> Iterator[DatasetEntry]:
         yield DatasetEntry(NamedDataset(f"gen_xor_{i}", X, y), "gen_xor", "generated")
 
 
-def _signature(entry: DatasetEntry) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    counts = np.unique(entry.dataset.y, return_counts=True)[1]
-    return entry.family, entry.dataset.X.shape, tuple(sorted(counts.tolist()))
+def _signature(entry: DatasetEntry) -> tuple[object, ...]:
+    """Family, shape, and per class (in any order) its size and its feature means and stds to one decimal."""
+    X, y = entry.dataset.X.astype(np.float64), entry.dataset.y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column in one class
+        per_class = sorted(
+            (
+                int((y == c).sum()),
+                *np.round([np.nanmean(X[y == c], 0), np.nanstd(X[y == c], 0)], 1).ravel().tolist(),
+            )
+            for c in np.unique(y)
+        )
+    return entry.family, X.shape, tuple(per_class)
 
 
 def deduplicate(entries: Iterable[DatasetEntry]) -> list[DatasetEntry]:
-    """Entries without repeated names or near-copies (same family, shape and class counts); first kept."""
+    """Entries without repeated names or near-copies (same family, shape, class sizes, means, stds); first kept."""
     kept: list[DatasetEntry] = []
-    seen: set[tuple[str, tuple[int, ...], tuple[int, ...]]] = set()
+    seen: set[tuple[object, ...]] = set()
     names: set[str] = set()
     for entry in entries:
         signature = _signature(entry)

