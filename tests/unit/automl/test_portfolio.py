@@ -19,6 +19,7 @@ def test_portfolio_covers_the_six_families_with_several_settings():
     assert all(families.count(f) >= 2 for f in FAMILIES)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the MLPs stop at 100 epochs
 @pytest.mark.parametrize("name", list_pipelines())
 def test_pipeline_learns_a_separable_table_with_missing_values(name):
     rng = np.random.default_rng(0)
