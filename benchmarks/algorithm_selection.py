@@ -42,6 +42,7 @@ SELECTORS: dict[str, tuple[str, dict[str, object]]] = {
     "knn_datasets": ("knn_datasets", {}),
     "single_best": ("single_best", {}),
     "greedy_portfolio (3 evaluated)": ("greedy_portfolio", {"size": 3}),
+    "greedy_portfolio of 1 (none evaluated)": ("greedy_portfolio", {"size": 1}),
     "meta_rf top-3 (3 evaluated)": ("meta_rf", {"evaluations": 3}),
     "random": ("random", {}),
 }
@@ -97,15 +98,22 @@ def markdown(
         )
     s0 = summaries[0]
     rf = next(s for s in summaries if s.selector == "meta_rf")
-    portfolio = next(s for s in summaries if s.selector.startswith("greedy_portfolio"))
-    met = rf.gap_closed >= 0.5 and rf.gap_closed > portfolio.gap_closed
+    rf3 = next(s for s in summaries if s.selector.startswith("meta_rf top-3"))
+    portfolio = next(s for s in summaries if s.selector.startswith("greedy_portfolio (3"))
+    portfolio1 = next(s for s in summaries if s.selector.startswith("greedy_portfolio of 1"))
+    half = "met" if rf.gap_closed >= 0.5 else "not met"
+    ahead = "met" if rf.gap_closed > portfolio.gap_closed else "not met"
     lines += [
         "",
         f"Single best {s0.single_best_score:.4f}, oracle {s0.oracle_score:.4f} (family means of report scores). "
-        f"Target (meta RF closes at least half the gap, ahead of the greedy portfolio): "
-        f"**{'met' if met else 'not met'}** (meta RF {rf.gap_closed:.3f}, greedy portfolio "
-        f"{portfolio.gap_closed:.3f}). The portfolio and 'meta_rf top-3' cross-validate 3 pipelines on the new "
-        "dataset before choosing; the other rows choose without evaluating anything.",
+        f"Target, first half (the meta RF closes at least half the gap): **{half}** ({rf.gap_closed:.3f}, "
+        f"CI [{rf.gap_ci[0]:.3f}, {rf.gap_ci[1]:.3f}]). Second half (ahead of the greedy portfolio): "
+        f"**{ahead}** against the portfolio that cross-validates its 3 members on the new dataset "
+        f"({portfolio.gap_closed:.3f}); at the same cost the meta RF's top 3 close {rf3.gap_closed:.3f}, and "
+        f"with nothing evaluated the portfolio (1 member) closes {portfolio1.gap_closed:.3f}. Rows marked "
+        "'evaluated' cross-validate that many pipelines on the new dataset before choosing (on the selection "
+        "repeats); the other rows choose without evaluating anything. Every selector runs with its defaults in "
+        "`metadl.automl.selectors`; none was tuned on these results.",
         "",
         f"Time to recommend (meta-features + refitting the meta RF from the table, no `--cv`) for a "
         f"10,000-row, 20-feature dataset: {recommend_s:.1f} s.",
@@ -115,13 +123,12 @@ def markdown(
 
 
 def write_section(doc: Path, section: str) -> None:
+    """Replace the text between this benchmark's markers in ``doc`` (append it the first time)."""
+    start, end = "<!-- algorithm-selection:start -->", "<!-- algorithm-selection:end -->"
+    block = f"{start}\n{section.rstrip()}\n{end}"
     text = doc.read_text()
-    pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-    text = (
-        pattern.sub(section.rstrip("\n"), text)
-        if pattern.search(text)
-        else text.rstrip("\n") + "\n\n" + section
-    )
+    pattern = re.compile(rf"{re.escape(start)}.*?{re.escape(end)}", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
     doc.write_text(text.rstrip("\n") + "\n")
 
 
