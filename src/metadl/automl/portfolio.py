@@ -42,29 +42,31 @@ class Candidate:
 
 
 def _rf(p: dict[str, ParamValue]) -> ClassifierMixin:
-    return RandomForestClassifier(**p, random_state=0, n_jobs=1)  # type: ignore[arg-type]
+    return RandomForestClassifier(**p, random_state=0, n_jobs=1)
 
 
 def _svm(p: dict[str, ParamValue]) -> ClassifierMixin:
-    return SVC(**p, random_state=0)  # type: ignore[arg-type]
+    return SVC(**p, random_state=0)
 
 
 def _logreg(p: dict[str, ParamValue]) -> ClassifierMixin:
-    return LogisticRegression(**p, max_iter=500)  # type: ignore[arg-type]
+    return LogisticRegression(**p, max_iter=500)
 
 
 def _knn(p: dict[str, ParamValue]) -> ClassifierMixin:
-    return KNeighborsClassifier(**p)  # type: ignore[arg-type]
+    return KNeighborsClassifier(**p)
 
 
 def _gb(p: dict[str, ParamValue]) -> ClassifierMixin:
-    return HistGradientBoostingClassifier(**p, early_stopping=False, random_state=0)  # type: ignore[arg-type]
+    return HistGradientBoostingClassifier(**p, early_stopping=False, random_state=0)
 
 
 def _mlp(p: dict[str, ParamValue]) -> ClassifierMixin:
-    width = int(p["width"])  # type: ignore[arg-type]
+    width, alpha = p["width"], p["alpha"]
+    if not isinstance(width, int) or not isinstance(alpha, float):
+        raise AutoMLError(f"mlp params need an int width and a float alpha, got {p}")
     # 100 epochs, no early stopping: its stratified validation split fails on classes of one example
-    return MLPClassifier((width, width), alpha=p["alpha"], max_iter=100, random_state=0)  # type: ignore[arg-type]
+    return MLPClassifier((width, width), alpha=alpha, max_iter=100, random_state=0)
 
 
 _CANDIDATES = (
