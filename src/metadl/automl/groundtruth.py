@@ -39,8 +39,8 @@ from metadl.automl.collection import DatasetEntry
 from metadl.automl.metafeatures import NAMES, MetaFeatures, compute_metafeatures
 from metadl.automl.portfolio import create_pipeline, list_pipelines
 from metadl.automl.tabular import AutoMLError, subsample
+from metadl.fileio import atomic_write_bytes
 from metadl.tasks.dataset_source import NamedDataset
-from metadl.training.checkpoint import atomic_write_bytes
 
 REPORT_SEED_OFFSET = 10_000  # the report repeats use seeds no selection repeat uses
 
