@@ -84,10 +84,12 @@ def main(out_dir: str) -> None:
                     p.add_(1.0)
         result |= {f"{name}/{k}": v for k, v in step(learner, batch, ctx).items()}
     result |= unused_parameters(ctx)
-    ctx.barrier()
     save_file(
         {k: v.contiguous() for k, v in result.items()}, str(Path(out_dir) / f"rank{ctx.rank}.safetensors")
     )
+    # Leave the Gloo group together: a peer that disconnects while the other still has it open can
+    # abort that process ("terminate called without an active exception"), as the trainer learned.
+    ctx.barrier()
     ctx.close()
 
 
