@@ -34,3 +34,23 @@ def format_ci(mean: float, half: float, *, percent: bool) -> str:
     if percent:
         return f"{100 * mean:.2f}% ± {100 * half:.2f}%"
     return f"{mean:.4f} ± {half:.4f}"
+
+
+def paired_difference_ci95(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+) -> tuple[float, float]:
+    """Mean and 95% half-width of ``a - b`` over paired values (the same users scored by two systems).
+
+    Pairs where either value is NaN (a metric undefined for that user) are dropped. The interval
+    excludes zero when ``abs(mean) > half``.
+
+    Example:
+        >>> m, h = paired_difference_ci95([0.5, 0.7, 0.9], [0.4, 0.5, 0.8])
+        >>> round(m, 3), round(h, 3)
+        (0.133, 0.143)
+    """
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"paired values need the same shape, got {x.shape} and {y.shape}")
+    d = x - y
+    return mean_ci95(d[~np.isnan(d)])

@@ -72,6 +72,26 @@ class GroupedTable:
         y = y.float()
         return cls(groups, tuple(index), x, y.unsqueeze(-1) if y.dim() == 1 else y, time)
 
+    def subset(self, names: Sequence[str]) -> GroupedTable:
+        """The rows of the groups ``names`` only (in the given group order; rows keep their table order).
+
+        Example:
+            >>> t = GroupedTable.from_columns(["a", "b", "a", "c"], x=torch.arange(4.0).view(4, 1), y=torch.ones(4))
+            >>> s = t.subset(["c", "a"])
+            >>> s.group_names, s.groups.tolist(), s.x.flatten().tolist()
+            (('c', 'a'), [1, 1, 0], [0.0, 2.0, 3.0])
+        """
+        index = {n: i for i, n in enumerate(self.group_names)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise TaskSourceError(f"grouped table: no group named {unknown[0]!r}; subset takes group names")
+        new_index = torch.full((len(self.group_names),), -1, dtype=torch.long)
+        new_index[torch.tensor([index[n] for n in names], dtype=torch.long)] = torch.arange(len(names))
+        mapped = new_index[self.groups]
+        keep = mapped >= 0
+        time = None if self.time is None else self.time[keep]
+        return GroupedTable(mapped[keep], tuple(names), self.x[keep], self.y[keep], time)
+
     @classmethod
     def read(
         cls,

@@ -1,0 +1,1 @@
+"""User cold-start recommendation: users as tasks (MeLU-style meta-learning, baselines, metrics)."""
