@@ -209,7 +209,7 @@ def assemble(rows: Sequence[RatingRow], user_features: Features | None = None, i
     )
 
 
-def _read_csv(path: Path, key: str) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
+def read_csv_rows(path: Path, key: str) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
     """Header and ``(where, row)`` of each data line of a CSV that has a column named ``key``."""
     numbered = list(lines(path))
     if not numbered:
@@ -233,7 +233,7 @@ def read_feature_csv(path: str | Path, key: str, ids: Sequence[str], tag_column:
     get code 0 ("unknown"); a duplicate id is an error.
     """
     path = Path(path)
-    header, rows = _read_csv(path, key)
+    header, rows = read_csv_rows(path, key)
     values: dict[str, dict[str, str]] = {}
     tags: dict[str, list[str]] = {}
     for where, row in rows:
@@ -261,7 +261,7 @@ def read_ratings_csv(
         item_features: optional CSV keyed by ``item``; a ``genres`` column holds ``|``-separated tags.
     """
     path = Path(path)
-    header, rows = _read_csv(path, "user")
+    header, rows = read_csv_rows(path, "user")
     for column in ("item", "rating"):
         if column not in header:
             raise RatingsFormatError(f"{path}:1: the header {header} has no {column!r} column")

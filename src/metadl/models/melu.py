@@ -3,10 +3,11 @@
 Input ``x``: int64 ``(B, 2)`` rows ``(user index, item index)``. The network looks the features up in
 tables it holds as buffers (categorical codes, with 0 for "unknown"; genres as multi-hot), embeds each
 categorical column (``embed_dim`` each), embeds the genres as the mean of their embeddings and,
-optionally (``item_ids=True``, for items seen in meta-training), the item's own id, concatenates all of
-it and runs the **decision layers** (``self.decision``: Linear + ReLU per width in ``hidden``). Output
+optionally (``item_ids=True``, for items seen in meta-training), the item's own id, concatenates all
+of it and runs the **decision layers** (``self.decision``: Linear + ReLU per width in ``hidden``). Output
 ``(B, hidden[-1])``; a learner's linear head turns it into a rating. MeLU adapts only the decision
 layers and the head per user (``metadl.algorithms.melu``); the embeddings are meta-learned.
+User index ``n_users`` (one past the table) is a new user whose features are all unknown.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class MeLUNet(Backbone):
             raise ValueError(
                 f"MeLUNet needs embed_dim >= 1 and positive hidden widths, got {embed_dim}, {hidden}"
             )
-        self.register_buffer("user_codes", user_features.codes.clone(), persistent=False)
+        unknown_user = torch.zeros(
+            1, user_features.codes.shape[1], dtype=torch.long
+        )  # index n_users: a new user
+        self.register_buffer("user_codes", torch.cat([user_features.codes, unknown_user]), persistent=False)
         self.register_buffer("item_codes", item_features.codes.clone(), persistent=False)
         tags = item_features.multi_hot
         self.register_buffer("item_tags", tags / tags.sum(1, keepdim=True).clamp(min=1), persistent=False)

@@ -118,14 +118,15 @@ class MatrixFactorisation:
     """Biased MF on meta-train ratings; a new user's factors fitted on the support in closed form.
 
     Args:
-        dim: factor width. reg: L2 weight of factors and biases (per rating, both phases).
+        dim: factor width. reg: L2 weight of factors and biases (per rating, both phases); the defaults
+            were the best MAE of three settings (16/0.05, 16/0.1, 8/0.2) on ML-100K split 0.
         epochs: full-batch Adam steps. lr: Adam's learning rate. seed: initialisation.
     """
 
     predicts_ratings: ClassVar[bool] = True
 
     def __init__(
-        self, *, dim: int = 16, reg: float = 0.05, epochs: int = 300, lr: float = 0.02, seed: int = 0
+        self, *, dim: int = 8, reg: float = 0.2, epochs: int = 300, lr: float = 0.02, seed: int = 0
     ) -> None:
         self.dim, self.reg, self.epochs, self.lr, self.seed = dim, reg, epochs, lr, seed
 
