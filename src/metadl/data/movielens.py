@@ -105,7 +105,7 @@ def read_movielens_100k(folder: str | Path) -> Ratings:
             raise RatingsFormatError(f"{where}: genre flags must be 0 or 1, got {flags}")
         items[fields[0]] = {"decade": decade(fields[2])}
         genres[fields[0]] = [g for g, f in zip(ML100K_GENRES, flags, strict=True) if f == "1"]
-    rows = []
+    rows: list[RatingRow] = []
     for at, line in lines(folder / "u.data", "latin-1"):
         where = f"{folder / 'u.data'}:{at}"
         user, item, rating, time = split_fields(line, "\t", 4, where)
@@ -133,7 +133,7 @@ def read_movielens_1m(folder: str | Path) -> Ratings:
         mid, title, tags = split_fields(line, "::", 3, where)
         items[mid] = {"decade": decade(title)}
         genres[mid] = [g for g in tags.split("|") if g]
-    rows = []
+    rows: list[RatingRow] = []
     for at, line in lines(folder / "ratings.dat", "latin-1"):
         where = f"{folder / 'ratings.dat'}:{at}"
         user, item, rating, time = split_fields(line, "::", 4, where)
@@ -161,7 +161,7 @@ def read_recbole_atomic(folder: str | Path, name: str) -> Ratings:
     ``timestamp``) with the optional ``<name>.user`` (``age``, ``gender``, ``occupation``, ``zip_code``)
     and ``<name>.item`` (``release_year``, ``class``: space-separated genres)."""
     folder = Path(folder)
-    rows = []
+    rows: list[RatingRow] = []
     for where, r in _atomic(folder / f"{name}.inter"):
         for field in ("user_id", "item_id", "rating"):
             if field not in r:

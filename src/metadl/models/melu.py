@@ -39,6 +39,9 @@ class MeLUNet(Backbone):
     """
 
     input_kind = "tokens"
+    user_codes: Tensor
+    item_codes: Tensor
+    item_tags: Tensor
 
     def __init__(
         self,
