@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from metadl.apps.recsys.protocol import ColdStartProtocol, ProtocolError, split_users
+from metadl.apps.recsys.protocol import ColdStartProtocol, ProtocolError, ratings_table, split_users
 from metadl.data.synthetic_ratings import planted_ratings
+from metadl.tasks.source import TaskSourceError
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,14 @@ def test_too_few_users_is_an_error():
     small = planted_ratings(n_users=2, n_items=30, min_ratings=15, max_ratings=20, seed=0)
     with pytest.raises(ProtocolError, match="only 2 users have 13-100 ratings"):
         split_users(small, ColdStartProtocol(), seed=0)
+
+
+def test_grouped_table_subset_keeps_the_named_groups_and_refuses_unknown_ones(ratings):
+    table = ratings_table(ratings)
+    names = [ratings.user_ids[5], ratings.user_ids[2]]
+    sub = table.subset(names)
+    assert sub.group_names == tuple(names)
+    assert torch.equal(sub.x[:, 0].unique().sort().values, torch.tensor([2, 5]))
+    assert len(sub.y) == int(((ratings.user == 2) | (ratings.user == 5)).sum())
+    with pytest.raises(TaskSourceError, match="no group named 'nobody'"):
+        table.subset(["nobody"])
