@@ -75,8 +75,9 @@ class MetaRecommender:
 
     def fit(self, split: ColdStartSplit) -> None:
         s = self.settings
-        torch.manual_seed(s.seed)  # the learner's initialisation
-        learner = self.build(split)
+        with torch.random.fork_rng(devices=[]):  # a seeded initialisation; the global RNG is left as it was
+            torch.manual_seed(s.seed)
+            learner = self.build(split)
         self.n_items = split.ratings.n_items
         longest = int(torch.bincount(split.train.groups).max())
         shots = [k for k in s.shots if k + split.protocol.n_query <= longest]
