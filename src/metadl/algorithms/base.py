@@ -10,10 +10,16 @@ A learner is a :class:`Learner` (an ``nn.Module``) with two calls and one declar
     object with ``predict(x)`` and ``predict_proba(x)``;
   * ``capabilities``: a class attribute (:class:`Capabilities`) stating what the learner can do beyond
     that, read by the trainer and the tests instead of probing for attributes.
+
+Uncertainty is additive: a regression learner that predicts a Gaussian (the neural processes) declares
+``Capabilities(uncertainty=True)``, fills ``LearnerOutput.variance`` (its loss is then the Gaussian
+negative log-likelihood, :func:`gaussian_nll`) and hands ``variance=`` to its :class:`Predictor`, whose
+``predict_variance(x)`` every other learner refuses with a one-line error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,11 +39,14 @@ class LearnerOutput:
         loss: scalar, the mean query loss over the tasks of the batch.
         logits: ``(T, Q, N)`` class scores, or ``(T, Q, out)`` regression predictions.
         query_y: ``(T, Q)`` labels or ``(T, Q, out)`` targets the loss was computed against.
+        variance: ``(T, Q, out)`` predictive variance of a learner with ``Capabilities(uncertainty=True)``
+            (``logits`` is then the predictive mean), else None.
     """
 
     loss: Tensor
     logits: Tensor
     query_y: Tensor
+    variance: Tensor | None = None
 
     @property
     def is_classification(self) -> bool:
@@ -71,6 +80,18 @@ def query_loss(logits: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(logits, y)
 
 
+def gaussian_nll(mean: Tensor, variance: Tensor, y: Tensor) -> Tensor:
+    """Mean negative log-likelihood of ``y`` under independent ``N(mean, variance)``, per element.
+
+    ``0.5 * (log(2 pi variance) + (y - mean)^2 / variance)`` averaged over every element (any shape).
+
+    Example:
+        >>> round(gaussian_nll(torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([1.0])).item(), 4)
+        1.4189
+    """
+    return 0.5 * (torch.log(2 * math.pi * variance) + (y - mean).pow(2) / variance).mean()
+
+
 def make_output(logits: Tensor, batch: TaskBatch) -> LearnerOutput:
     """The standard output: mean query loss over tasks (tasks have equal query size, so one mean)."""
     return LearnerOutput(loss=query_loss(logits, batch.query_y), logits=logits, query_y=batch.query_y)
@@ -90,14 +111,37 @@ class Predictor:
     Args:
         score: maps ``(B, *x_shape)`` to ``(B, N)`` class scores (or ``(B, out)`` regression values).
         classes: the original labels of the support set, ``(N,)``; ``None`` for regression.
+        variance: maps ``(B, *x_shape)`` to ``(B, out)`` predictive variances (regression learners with
+            ``Capabilities(uncertainty=True)``), else None.
 
     ``predict`` returns original labels (``classes[argmax]``) or regression values; ``predict_proba``
-    returns ``(B, N)`` softmax probabilities ordered as ``classes``.
+    returns ``(B, N)`` softmax probabilities ordered as ``classes``; ``predict_variance`` the variance
+    of the prediction, for learners that have one.
     """
 
-    def __init__(self, score: Callable[[Tensor], Tensor], classes: Tensor | None) -> None:
+    def __init__(
+        self,
+        score: Callable[[Tensor], Tensor],
+        classes: Tensor | None,
+        variance: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         self._score = score
+        self._variance = variance
         self.classes_ = classes
+
+    @property
+    def has_variance(self) -> bool:
+        return self._variance is not None
+
+    @torch.no_grad()
+    def predict_variance(self, x: Tensor) -> Tensor:
+        """``(B, out)`` predictive variance of ``predict(x)``."""
+        if self._variance is None:
+            raise ValueError(
+                "predict_variance needs a learner that predicts a variance (Capabilities(uncertainty=True), "
+                "e.g. 'cnp' or 'anp')"
+            )
+        return self._variance(x)
 
     @torch.no_grad()
     def decision_function(self, x: Tensor) -> Tensor:
@@ -125,10 +169,13 @@ class Capabilities:
         meta_trainable: ``out.loss.backward()`` trains it. ``False`` for a head fitted by another library
             with no gradient (the random forest): use it on a trained backbone.
         regression: it takes ``out_features=`` instead of ``n_way=`` and float targets.
+        uncertainty: on regression tasks it predicts a variance (``LearnerOutput.variance``,
+            ``Predictor.predict_variance``) and its loss is the Gaussian negative log-likelihood.
     """
 
     meta_trainable: bool = True
     regression: bool = False
+    uncertainty: bool = False
 
 
 class Learner(nn.Module):

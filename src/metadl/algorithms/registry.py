@@ -10,6 +10,7 @@ from metadl.algorithms.logreg import LogRegHead
 from metadl.algorithms.maml import FOMAML, MAML
 from metadl.algorithms.matchingnet import MatchingNet
 from metadl.algorithms.metasgd import MetaSGD
+from metadl.algorithms.neural_process import ANP, CNP
 from metadl.algorithms.protonet import ProtoNet
 from metadl.algorithms.randomforest import RandomForestHead
 from metadl.algorithms.relationnet import RelationNet
@@ -30,6 +31,8 @@ LEARNERS: dict[str, type[Learner]] = {
     "metasgd": MetaSGD,
     "anil": ANIL,
     "reptile": Reptile,
+    "cnp": CNP,
+    "anp": ANP,
 }
 
 
