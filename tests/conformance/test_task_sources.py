@@ -50,6 +50,17 @@ def datasets(root: Path) -> dict[str, Any]:
     return {"root": root}
 
 
+def fertility(root: Path) -> dict[str, Any]:
+    """Twenty countries in the World Bank wide format (the real file is tested in tests/unit/tasks)."""
+    years = list(range(1960, 1970))
+    lines = ["Country Name,Country Code,Indicator Name,Indicator Code," + ",".join(map(str, years))]
+    for i in range(20):
+        rates = ",".join(f"{6 - 0.3 * j + 0.1 * i:.2f}" for j in range(len(years)))
+        lines.append(f"Land {i},C{i:02d},Fertility,SP.DYN.TFRT.IN,{rates}")
+    (root / "fertility.csv").write_text("\n".join(lines) + "\n")
+    return {"path": root / "fertility.csv", "min_years": 8, "k_shot": 3, "n_query": 4}
+
+
 BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "episodes": lambda root: {"dataset": pool(), "n_way": 3, "k_shot": 2, "n_query": 1},
     "variable_episodes": lambda root: {"dataset": pool(), "min_ways": 2, "max_ways": 5},
@@ -57,6 +68,9 @@ BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "task_files": task_files,
     "grouped_table": grouped,
     "datasets": datasets,
+    "step_functions": lambda root: {"k_shot": 4, "n_query": 3},
+    "sinusoid_2d": lambda root: {"k_shot": 4, "n_query": 3},
+    "fertility": fertility,
 }
 
 

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from metadl.tasks.dataset_source import dataset_folder
+from metadl.tasks.fertility import fertility_tasks
 from metadl.tasks.file_source import TaskFileSource
+from metadl.tasks.functions import Sinusoid2DSampler, StepFunctionSampler
 from metadl.tasks.grouped import GroupedTableSource
 from metadl.tasks.samplers import EpisodeSampler, SinusoidSampler, VariableEpisodeSampler
 from metadl.tasks.source import TaskSource, TaskSourceError
@@ -25,6 +27,9 @@ TASK_SOURCES: dict[str, Callable[..., TaskSource]] = {
     "task_files": TaskFileSource,  # a folder of task files, each with its own label space
     "grouped_table": GroupedTableSource,  # users (groups of rows) as regression tasks
     "datasets": dataset_folder,  # whole datasets (.npz) as tasks, for algorithm selection
+    "step_functions": StepFunctionSampler,  # piecewise-constant regression, harder than sinusoids
+    "sinusoid_2d": Sinusoid2DSampler,  # plane waves on the plane
+    "fertility": fertility_tasks,  # countries as regression tasks (World Bank data shipped in statsmodels)
 }
 
 
@@ -33,7 +38,7 @@ def list_task_sources() -> list[str]:
 
     Example:
         >>> list_task_sources()
-        ['datasets', 'episodes', 'grouped_table', 'sinusoid', 'task_files', 'variable_episodes']
+        ['datasets', 'episodes', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files', 'variable_episodes']
     """
     return sorted(TASK_SOURCES)
 
