@@ -131,14 +131,20 @@ def run_family(family: Family, shots: int, iterations: int) -> list[Row]:
         scores = score_regressor(learner_regressor(learner, variance), test)
         scored[name] = scores
         kind = "predicted" if own else f"constant {variance:.4g} (validation MSE)"
-        rows.append(Row(family.name, shots, name, scores.mse, scores.nll, scores.coverage, iterations, seconds, kind))
+        rows.append(
+            Row(family.name, shots, name, scores.mse, scores.nll, scores.coverage, iterations, seconds, kind)
+        )
         print(f"  {family.name} {shots}-shot {name}: MSE {scores.mse}  NLL {scores.nll}  "
               f"coverage {scores.coverage}  ({seconds:.0f} s)", flush=True)  # fmt: skip
     for name, fit in BASELINES.items():
         scores = score_regressor(fit, test)
         scored[name] = scores
-        rows.append(Row(family.name, shots, name, scores.mse, scores.nll, scores.coverage, 0, 0.0, "per-task fit"))
-        print(f"  {family.name} {shots}-shot {name}: MSE {scores.mse}  NLL {scores.nll}  coverage {scores.coverage}")
+        rows.append(
+            Row(family.name, shots, name, scores.mse, scores.nll, scores.coverage, 0, 0.0, "per-task fit")
+        )
+        print(
+            f"  {family.name} {shots}-shot {name}: MSE {scores.mse}  NLL {scores.nll}  coverage {scores.coverage}"
+        )
     best_meta = min(LEARNERS, key=lambda n: scored[n].mse.mean)
     best_base = min(BASELINES, key=lambda n: scored[n].mse.mean)
     margin = paired_difference(scored[best_meta], scored[best_base])
@@ -147,7 +153,10 @@ def run_family(family: Family, shots: int, iterations: int) -> list[Row]:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| family | K | learner | MSE | NLL | 95% coverage | training |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | K | learner | MSE | NLL | 95% coverage | training |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         train = f"{r.train_iterations:,} it, {r.train_seconds / 60:.1f} min" if r.train_iterations else "-"
         lines.append(f"| {r.family} | {r.shots} | {r.name} | {r.mse} | {r.nll} | "
@@ -174,7 +183,11 @@ def main() -> None:
             rows += run_family(family, shots, iterations)
     print(markdown(rows))
     if args.out:
-        meta = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__}
+        meta = {
+            "machine": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        }
         args.out.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 

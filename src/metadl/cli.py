@@ -52,9 +52,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
     import json
 
+    from metadl.apps.regression import predict_table
     from metadl.apps.text.predict import SHIPPED, is_text_input, predict_texts
-    from metadl.saving import load, predict_folders
+    from metadl.saving import is_regression_spec, load, predict_folders, read_spec
 
+    if args.model not in SHIPPED and is_regression_spec(read_spec(args.model)):
+        rows = predict_table(load(args.model, device=args.device), args.support, args.query,
+                             target_column=args.target_column)  # fmt: skip
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                print("\t".join(str(row[k]) for k in ("row", "prediction", "std") if k in row))
+        return 0
     text = args.model in SHIPPED or is_text_input(args.support)
     if text:
         rows = predict_texts(args.model, args.support, args.query)
@@ -365,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print a JSON list of {file or text, label, probability, probabilities}, in input order",
+    )
+    predict.add_argument(
+        "--target-column",
+        default="y",
+        help="regression models: the target column of the SUPPORT table (default y); every other column is a "
+        "feature, and QUERY needs the same feature columns. Prints ROW<TAB>PREDICTION[<TAB>STD]; --json gives "
+        "{row, prediction, std, interval95} per query row",
     )
     predict.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     predict.set_defaults(func=_cmd_predict)

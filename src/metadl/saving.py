@@ -388,6 +388,17 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Sa
     return SavedModel(learner, spec, preprocessing, doc["metadata"], folder, doc.get("metadl_version"))
 
 
+def is_regression_spec(spec: dict[str, dict[str, Any]]) -> bool:
+    """Whether a spec builds a regression learner (``out_features`` instead of ``n_way``)."""
+    return spec["learner"].get("out_features") is not None
+
+
+def read_spec(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The checked spec of a saved model (folder, ``metadl.json`` or run folder), without its weights."""
+    doc_path = _model_folder(path) / DOC_NAME
+    return _checked_spec(_read_doc(doc_path), doc_path)
+
+
 @dataclass
 class SavedModel:
     """A loaded model: the learner plus what is needed to use it on raw images.
@@ -427,7 +438,13 @@ class SavedModel:
         check_support_labels(support_y)
         self.learner.eval()
         inner = self.learner.adapt(self._input(support_x), support_y.to(self.device))
-        return Predictor(lambda x: inner.decision_function(self._input(x)), inner.classes_)
+        variance = (lambda x: inner.predict_variance(self._input(x))) if inner.has_variance else None
+        return Predictor(lambda x: inner.decision_function(self._input(x)), inner.classes_, variance)
+
+    @property
+    def is_regression(self) -> bool:
+        """The learner was built for float targets (its spec gives ``out_features``)."""
+        return is_regression_spec(self.spec)
 
     def preprocess(self, image_path: str | os.PathLike[str]) -> Tensor:
         """One image file as the model expects it: ``(C, H, W)`` float32 on the CPU."""
