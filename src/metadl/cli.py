@@ -92,6 +92,16 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from metadl.export import export_model
+    from metadl.saving import load
+
+    exported = export_model(load(args.model), args.support, args.out, target_column=args.target_column)
+    classes = "" if exported.classes is None else f", classes {exported.classes}"
+    print(f"wrote {exported.path} (outputs {exported.outputs}{classes}; onnxruntime parity checked)")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from metadl.config import ConfigError, find_config, load_config
     from metadl.training.meta import NonFiniteLossError
@@ -407,6 +417,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="a table from benchmarks/algorithm_selection.py (default: shipped)",
     )
     recommender.set_defaults(func=_cmd_recommend)
+
+    export = sub.add_parser(
+        "export",
+        help="export a model adapted to a support set as ONNX (needs metadl[onnx])",
+        description="Adapts a saved model to SUPPORT (a folder of <class>/<image> files, or a CSV / JSON Lines "
+        "table: features plus a label column, or a float target column for regression models) and writes "
+        "the adapted predictor (backbone + fitted head) as ONNX, checked against onnxruntime on the support set.",
+    )
+    export.add_argument(
+        "model", metavar="MODEL", help="saved model folder (or its metadl.json), or run folder"
+    )
+    export.add_argument("--support", required=True, metavar="DIR|CSV", help="the support set to adapt to")
+    export.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    export.add_argument(
+        "--target-column", help="label (classifiers, default label) or target (regression, default y) column"
+    )
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

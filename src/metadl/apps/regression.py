@@ -54,6 +54,22 @@ def _values(row: Tensor) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+def support_table(path: str | os.PathLike[str], target_column: str) -> tuple[Tensor, Tensor, list[str]]:
+    """A support table's features ``(S, F)``, float targets ``(S, out)`` and feature column names."""
+    sup = _read(path, "support")
+    if target_column not in sup.columns:
+        raise TaskSourceError(
+            f"support {path}: no target column {target_column!r}; its columns are {list(sup.columns)} "
+            "(name the target with --target-column)"
+        )
+    features = [c for c in sup.columns if c != target_column]
+    if not features:
+        raise TaskSourceError(
+            f"support {path}: only the target column {target_column!r}; add feature columns"
+        )
+    return sup.numbers(features), sup.numbers([target_column], "target column"), features
+
+
 def predict_table(
     model: SavedModel,
     support: str | os.PathLike[str],
@@ -66,18 +82,8 @@ def predict_table(
         raise ValueError(
             f"the model at {model.path} is a classifier; a table of float targets needs a regression model"
         )
-    sup = _read(support, "support")
-    if target_column not in sup.columns:
-        raise TaskSourceError(
-            f"support {support}: no target column {target_column!r}; its columns are {list(sup.columns)} "
-            "(name the target with --target-column)"
-        )
-    features = [c for c in sup.columns if c != target_column]
-    if not features:
-        raise TaskSourceError(
-            f"support {support}: only the target column {target_column!r}; add feature columns"
-        )
-    predictor = model.adapt(sup.numbers(features), sup.numbers([target_column], "target column"))
+    sx, sy, features = support_table(support, target_column)
+    predictor = model.adapt(sx, sy)
     qx = _read(query, "query").numbers(features)
     mean = predictor.predict(qx).float().cpu()
     std = predictor.predict_variance(qx).float().cpu().sqrt() if predictor.has_variance else None
