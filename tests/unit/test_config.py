@@ -47,6 +47,8 @@ SHIPPED_NAMES = {
     "svm_omniglot_5w1s",
     "maml_sinusoid",
     "metasgd_sinusoid",
+    "cnp_sinusoid",
+    "anp_sinusoid",
 }
 
 
