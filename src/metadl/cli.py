@@ -54,9 +54,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from metadl.apps.regression import predict_table
     from metadl.apps.text.predict import SHIPPED, is_text_input, predict_texts
-    from metadl.saving import is_regression_spec, load, predict_folders, read_spec
+    from metadl.saving import is_regression_model, load, predict_folders
 
-    if args.model not in SHIPPED and is_regression_spec(read_spec(args.model)):
+    if args.model not in SHIPPED and is_regression_model(args.model):
         rows = predict_table(load(args.model, device=args.device), args.support, args.query,
                              target_column=args.target_column)  # fmt: skip
         if args.json:

@@ -399,6 +399,15 @@ def read_spec(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return _checked_spec(_read_doc(doc_path), doc_path)
 
 
+def is_regression_model(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a saved regression model; False for anything else (a classifier, a text model,
+    or no model at all, which the caller's own loader then reports)."""
+    try:
+        return is_regression_spec(read_spec(path))
+    except SavedModelError:
+        return False
+
+
 @dataclass
 class SavedModel:
     """A loaded model: the learner plus what is needed to use it on raw images.

@@ -91,6 +91,7 @@ class NeuralProcessBase(Learner):
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(regression=True, uncertainty=True)
+    decoder: nn.Sequential  # built by the subclass: [f(x*), representation] -> 2 * out (or 1 logit)
 
     def __init__(
         self, *, backbone: Backbone, n_way: int | None, out_features: int | None, hidden: int, min_std: float
