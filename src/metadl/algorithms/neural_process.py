@@ -153,12 +153,12 @@ class NeuralProcessBase(Learner):
     def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
         """Condition on one support set ``(S, *x_shape)``; the learner is unchanged."""
         sx = support_x.unsqueeze(0)
-        if is_classification(support_y):
-            classes, y = encode_labels(support_y)
-            sy = y.unsqueeze(0)
-            return Predictor(lambda x: self.class_logits(sx, sy, x.unsqueeze(0), len(classes))[0], classes)
-        self.check_targets(TaskBatch(sx, support_y.unsqueeze(0), sx, support_y.unsqueeze(0)))
-        sy = support_y.unsqueeze(0)
+        classes, y = encode_labels(support_y) if is_classification(support_y) else (None, support_y)
+        sy = y.unsqueeze(0)
+        self.check_targets(TaskBatch(sx, sy, sx, sy))
+        if classes is not None:
+            n = len(classes)
+            return Predictor(lambda x: self.class_logits(sx, sy, x.unsqueeze(0), n)[0], classes)
         return Predictor(
             lambda x: self.gaussian(sx, sy, x.unsqueeze(0))[0][0],
             None,

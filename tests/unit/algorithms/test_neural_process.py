@@ -149,7 +149,9 @@ def test_bad_arguments_fail_with_the_fix(kwargs, message):
         ANP(backbone=create_backbone("mlp", in_features=1, hidden=[8]), **kwargs)
 
 
-def test_regression_targets_of_the_wrong_width_are_refused():
+def test_targets_of_the_wrong_kind_or_width_are_refused():
     net = _np("cnp", out_features=2)
     with pytest.raises(ValueError, match="out_features=1"):
         net(_batch())
+    with pytest.raises(ValueError, match="created for regression"):
+        net.adapt(torch.randn(4, 1), torch.tensor([0, 0, 1, 1]))
