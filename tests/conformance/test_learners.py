@@ -27,13 +27,7 @@ N_WAY, K_SHOT, N_QUERY, N_TASKS, FEATURES = 3, 2, 2, 2, 4
 EXTRA_KWARGS: dict[str, dict[str, Any]] = {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids waiting on a descheduled second thread on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def classification_batch(seed: int = 0) -> TaskBatch:

@@ -30,12 +30,7 @@ FILLER = ["please", "can", "you", "the", "my", "now", "a", "i", "want", "to", "t
 EXTRA_KWARGS = {"svm": {"max_iter": 200}, "anp": {"hidden": 32, "heads": 4}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

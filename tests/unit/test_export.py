@@ -27,12 +27,7 @@ def heads(names: list[str]) -> list[object]:
     return [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in names]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _support(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
