@@ -59,24 +59,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.model not in SHIPPED and is_regression_model(args.model):
         rows = predict_table(load(args.model, device=args.device), args.support, args.query,
                              target_column=args.target_column)  # fmt: skip
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            for row in rows:
-                print("\t".join(str(row[k]) for k in ("row", "prediction", "std") if k in row))
-        return 0
-    text = args.model in SHIPPED or is_text_input(args.support)
-    if text:
-        rows = predict_texts(args.model, args.support, args.query)
+        lines = [[str(row[k]) for k in ("row", "prediction", "std") if k in row] for row in rows]
     else:
-        rows = predict_folders(load(args.model, device=args.device), args.support, args.query)
+        text = args.model in SHIPPED or is_text_input(args.support)
+        if text:
+            rows = predict_texts(args.model, args.support, args.query)
+        else:
+            rows = predict_folders(load(args.model, device=args.device), args.support, args.query)
+        lines = [[row["text" if text else "file"], row["label"], f"{row['probability']:.4f}"] for row in rows]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:  # a CSV writer quotes names holding tabs, quotes or newlines, so every row reads back
-        writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
-        writer.writerows(
-            [row["text" if text else "file"], row["label"], f"{row['probability']:.4f}"] for row in rows
-        )
+        csv.writer(sys.stdout, delimiter="\t", lineterminator="\n").writerows(lines)
     return 0
 
 
@@ -240,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     trainer = sub.add_parser(
         "train",
         help="meta-train a learner as a YAML config says, into a run folder (resumable)",
-        description="Meta-trains the learner described by CONFIG (a YAML file, or the name of a config shipped in "
-        "configs/, e.g. protonet_omniglot_5w1s) and writes a run folder: config.yaml, metrics.csv, "
+        description="Meta-trains the learner described by CONFIG (a YAML file, or the name of a config shipped "
+        "with metadl, e.g. protonet_omniglot_5w1s: see metadl list configs) and writes a run folder: config.yaml, metrics.csv, "
         "learning_curves.png, last.ckpt and best.ckpt (the best validation score), TensorBoard events when "
         "tensorboard is installed, and model/ (the trained learner for metadl eval / predict / metadl.load). "
         "A run stopped at any moment continues exactly where it was with --resume RUN_DIR.",

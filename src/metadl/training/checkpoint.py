@@ -37,12 +37,6 @@ class CorruptCheckpointError(ValueError):
     """A checkpoint file is truncated, corrupt or not a checkpoint; the message names the file."""
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
-    """Delete temporary files left by a write that was killed before its rename."""
-    for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, None, and lists / dicts of them) to ``path`` atomically.
 

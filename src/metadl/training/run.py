@@ -426,10 +426,9 @@ class TrainingRun:
         return out
 
     def _save_model(self) -> Path:
-        s = self.state
-        bad = non_finite_tensors(s.learner.state_dict())
-        if bad:
-            raise NonFiniteLossError(f"the weights to save are not finite ({', '.join(bad[:3])})")
+        s = (
+            self.state
+        )  # its weights were checked when their checkpoint was saved (and save_model checks again)
         metadata = {
             "config": config_to_dict(s.cfg),
             "x_shape": list(s.x_shape),

@@ -27,8 +27,9 @@ import torch
 from metadl.algorithms.base import Learner
 from metadl.config import Config, ConfigError, config_diff, config_from_dict, load_config, save_config
 from metadl.data.base import FewShotDataset
+from metadl.fileio import remove_stale
 from metadl.training.build import build_learner
-from metadl.training.checkpoint import CorruptCheckpointError, load_checkpoint, remove_stale_temporaries
+from metadl.training.checkpoint import CorruptCheckpointError, load_checkpoint
 from metadl.training.distributed import DistributedContext
 from metadl.training.run import TrainingRun, TrainResult
 from metadl.training.runfolder import (
@@ -40,7 +41,6 @@ from metadl.training.runfolder import (
     RunFolderError,
     default_run_dir,
 )
-from metadl.training.stopping import StopRequests
 
 __all__ = [
     "BEST",
@@ -92,10 +92,11 @@ def train(
         with _exclusive(folder, ctx):
             cfg = _settle_config(folder, cfg, resume=resume, log=log if ctx.is_main else None)
             if ctx.is_main:
-                remove_stale_temporaries(folder.path)
+                # Under the lock no writer of ours is alive: every temporary file is a killed write's.
+                remove_stale(folder.path, ".*.tmp", older_than=0)
             run = TrainingRun.setup(
                 cfg, folder, ctx, resume=resume, splits=splits,
-                time_limit=time_limit, stop=StopRequests(), progress=progress, log=log,
+                time_limit=time_limit, progress=progress, log=log,
             )  # fmt: skip
             if ctx.is_main and not (resume and folder.config.is_file()):
                 save_config(cfg, folder.config)  # only now that the data and the learner could be built
