@@ -18,14 +18,7 @@ from metadl.data.synthetic_ratings import planted_ratings
 from metadl.models.melu import MeLUNet
 from metadl.tasks.task import Task, TaskBatch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: one thread is several times faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

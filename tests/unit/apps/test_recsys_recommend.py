@@ -12,13 +12,7 @@ from metadl.apps.recsys.registry import create_recommender
 from metadl.data.ratings import RatingsFormatError
 from metadl.data.synthetic_ratings import planted_ratings
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
