@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from metadl import __version__
 from metadl.allocator import tune_malloc
+from metadl.automl import command as recommend_command
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -71,18 +72,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:  # a CSV writer quotes names holding tabs, quotes or newlines, so every row reads back
         csv.writer(sys.stdout, delimiter="\t", lineterminator="\n").writerows(lines)
-    return 0
-
-
-def _cmd_recommend(args: argparse.Namespace) -> int:
-    import json
-
-    from metadl.automl.recommend import format_recommendations, load_ground_truth, recommend
-    from metadl.automl.tabular import read_dataset
-
-    table = read_dataset(args.data, args.target)
-    recs = recommend(table, load_ground_truth(args.ground_truth), top=args.top, cv_folds=args.cv)
-    print(json.dumps([r.as_json() for r in recs], indent=2) if args.json else format_recommendations(recs))
     return 0
 
 
@@ -390,27 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     predict.set_defaults(func=_cmd_predict)
 
-    recommender = sub.add_parser(
-        "recommend",
-        help="rank learning pipelines for a tabular classification dataset (meta random forest)",
-        description="Describes DATA by its meta-features and ranks the portfolio's pipelines by the balanced "
-        "accuracy a meta random forest, trained on ~150 offline datasets, predicts for it.",
-    )
-    recommender.add_argument(
-        "data", metavar="DATA", help="a .csv file (with a header row) or a .npz with X, y"
-    )
-    recommender.add_argument("--target", metavar="COL", help="the class column of a CSV")
-    recommender.add_argument("--top", type=int, default=3, metavar="K", help="how many pipelines (default 3)")
-    recommender.add_argument(
-        "--cv", type=int, metavar="FOLDS", help="also cross-validate each recommended pipeline on DATA"
-    )
-    recommender.add_argument("--json", action="store_true", help="print a JSON list of recommendations")
-    recommender.add_argument(
-        "--ground-truth",
-        metavar="FILE",
-        help="a table from benchmarks/algorithm_selection.py (default: shipped)",
-    )
-    recommender.set_defaults(func=_cmd_recommend)
+    recommend_command.add_command(sub)
 
     export = sub.add_parser(
         "export",
