@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -416,12 +417,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every metadl error class (``ConfigError``, ``SavedModelError``, ``RunFolderError``, ...) is a
     ``ValueError`` whose message names the thing and the fix; ``OSError`` covers files that cannot be
     read or written and downloads that fail. Both are reported here, in one place, without a traceback.
+    ``METADL_DEBUG=1`` in the environment lets them propagate with their traceback instead: a bug that
+    raises ``ValueError`` would otherwise look like a user's mistake.
     """
     tune_malloc()  # the command's own process only: `import metadl` leaves the allocator alone
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, OSError) as err:
+        if os.environ.get("METADL_DEBUG", "") not in ("", "0"):
+            raise
         print(f"metadl {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 

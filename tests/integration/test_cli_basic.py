@@ -71,3 +71,12 @@ def test_a_time_limit_without_a_unit_is_refused_with_examples(text, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "some.yaml", "--time-limit", text])
     assert "45m" in capsys.readouterr().err
+
+
+def test_metadl_debug_lets_the_traceback_through(tmp_path, capsys, monkeypatch):
+    missing = str(tmp_path / "no_such.yaml")
+    assert main(["train", missing]) == 2
+    assert "no_such.yaml" in capsys.readouterr().err
+    monkeypatch.setenv("METADL_DEBUG", "1")
+    with pytest.raises((ValueError, OSError)):
+        main(["train", missing])
