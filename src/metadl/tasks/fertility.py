@@ -21,16 +21,14 @@ from __future__ import annotations
 import csv
 import importlib.util
 from pathlib import Path
-from typing import Literal
 
 import torch
 
+from metadl.tasks.group_split import Split, split_groups
 from metadl.tasks.grouped import GroupedTable, GroupedTableSource
 from metadl.tasks.source import TaskSourceError
 
 AGGREGATES = ("CAA", "LCN", "OED", "OSS", "PSS")  # regions and country groups, not countries
-SPLITS = ("train", "val", "test")
-Split = Literal["train", "val", "test"]
 FIRST_YEAR = 1960
 
 
@@ -95,18 +93,7 @@ def split_countries(names: tuple[str, ...], split: Split, seed: int = 0) -> list
         >>> [len(split_countries(codes, s)) for s in ("train", "val", "test")]
         [6, 2, 2]
     """
-    if split not in SPLITS:
-        raise TaskSourceError(f"split={split!r}; choose one of {SPLITS}")
-    ordered = sorted(names)
-    perm = torch.randperm(len(ordered), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_train, n_val = round(0.6 * len(ordered)), round(0.2 * len(ordered))
-    bounds = {
-        "train": (0, n_train),
-        "val": (n_train, n_train + n_val),
-        "test": (n_train + n_val, len(ordered)),
-    }
-    low, high = bounds[split]
-    return [ordered[i] for i in perm[low:high]]
+    return split_groups(names, split, fractions=(0.6, 0.2, 0.2), seed=seed)
 
 
 def fertility_table(split: Split, path: str | Path | None = None, *, min_years: int = 40) -> GroupedTable:
