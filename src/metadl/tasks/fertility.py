@@ -96,10 +96,12 @@ def split_countries(names: tuple[str, ...], split: Split, seed: int = 0) -> list
     return split_groups(names, split, fractions=(0.6, 0.2, 0.2), seed=seed)
 
 
-def fertility_table(split: Split, path: str | Path | None = None, *, min_years: int = 40) -> GroupedTable:
-    """The rows of one split's countries as a :class:`GroupedTable`."""
+def fertility_table(
+    split: Split, path: str | Path | None = None, *, min_years: int = 40, split_seed: int = 0
+) -> GroupedTable:
+    """The rows of one split's countries (the split drawn with ``split_seed``) as a :class:`GroupedTable`."""
     table = read_fertility(path, min_years=min_years)
-    keep = set(split_countries(table.group_names, split))
+    keep = set(split_countries(table.group_names, split, seed=split_seed))
     rows = torch.tensor([table.group_names[int(g)] in keep for g in table.groups])
     keys = [table.group_names[int(g)] for g in table.groups[rows]]
     return GroupedTable.from_columns(keys, x=table.x[rows], y=table.y[rows])
@@ -112,10 +114,11 @@ def fertility_tasks(
     n_query: int = 20,
     path: str | Path | None = None,
     min_years: int = 40,
+    split_seed: int = 0,
     seed: int | torch.Generator = 0,
 ) -> GroupedTableSource:
     """Task source ``"fertility"``: each country of ``split`` a task of ``k_shot`` support and ``n_query``
-    query years drawn at random (seeded) on every ``sample()``."""
-    return GroupedTableSource(
-        fertility_table(split, path, min_years=min_years), k_shot=k_shot, n_query=n_query, seed=seed
-    )
+    query years drawn at random (seeded by ``seed``) on every ``sample()``; ``split_seed`` chooses
+    the split of the countries (0: the split of the benchmark tables)."""
+    table = fertility_table(split, path, min_years=min_years, split_seed=split_seed)
+    return GroupedTableSource(table, k_shot=k_shot, n_query=n_query, seed=seed)

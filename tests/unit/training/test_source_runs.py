@@ -119,3 +119,13 @@ def test_a_source_whose_tasks_differ_in_size_is_refused_before_training(tmp_path
     cfg = config_from_dict(raw({"name": "datasets", "root": str(tmp_path)}, learner={"name": "protonet"}))
     with pytest.raises(ValueError, match="draws tasks of different sizes, which cannot be meta-batched"):
         train(cfg, tmp_path / "run", **QUIET)
+
+
+def test_the_split_seed_option_deals_the_countries_anew(tmp_path):
+    path = str(fertility_csv(tmp_path))
+    dataset = {"name": "fertility", "path": path, "min_years": 10}
+    default = config_from_dict(raw(dataset))
+    other = config_from_dict(raw({**dataset, "split_seed": 1}))
+    splits = {s: set(make_sampler(other, s, 0).names) for s in ("train", "val", "test")}
+    assert splits["test"] != set(make_sampler(default, "test", 0).names)
+    assert not splits["train"] & splits["test"] and len(set.union(*splits.values())) == 30
