@@ -121,7 +121,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from metadl.config import find_config
-    from metadl.evaluation.run import eval_report, eval_summary, evaluate_config, load_for_eval
+    from metadl.evaluation.run import eval_report, eval_summary, evaluate_run, load_for_eval
 
     flags = {k: getattr(args, k) for k in ("split", "ways", "shots", "queries", "episodes", "seed")}
     overrides = [*args.set, *(f"eval.{k}={v}" for k, v in flags.items() if v is not None)]
@@ -133,8 +133,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         overrides=tuple(overrides),
         checkpoint=args.checkpoint,
     )
-    result = evaluate_config(cfg, learner, progress=not args.no_progress)
-    print(json.dumps(eval_report(cfg, result, info)) if args.json else eval_summary(cfg, result))
+    result, report = evaluate_run(
+        cfg, learner, baselines=not args.no_baselines, progress=not args.no_progress
+    )
+    if args.json:
+        print(json.dumps(eval_report(cfg, result, info, report)))
+    else:
+        print(eval_summary(cfg, result) + ("" if report is None else "\n" + report.summary()))
     return 0
 
 
@@ -292,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluator.add_argument(
         "--json", action="store_true", help="print one JSON object (metric, mean, ci95, episodes, ...)"
+    )
+    evaluator.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="for a learner that predicts a variance (cnp, anp): skip the per-task ridge and GP baselines",
     )
     evaluator.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluator.set_defaults(func=_cmd_eval)

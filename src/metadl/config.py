@@ -18,7 +18,9 @@ the wrong type or out of range, a registry name that does not exist, or a backbo
 argument that the constructor does not take (read from its signature with :mod:`inspect`, as torchtune
 does) raises :class:`ConfigError` naming the key, the value and what is allowed. Keys of the
 ``dataset``, ``backbone`` and ``learner`` sections other than the fixed ones are passed to the builder
-as keyword arguments. Command-line overrides (``--set learner.inner_lr=0.1``) are typed by the field
+as keyword arguments. ``dataset.name`` is a dataset or a task source (``{name: fertility}``,
+``{name: step_functions, max_steps: 5}``); a source's episode shape, split and seed come from the engine
+(:data:`SOURCE_DERIVED`). Command-line overrides (``--set learner.inner_lr=0.1``) are typed by the field
 they set.
 """
 
@@ -41,13 +43,15 @@ import yaml
 
 from metadl.validation import MAX_IMAGE_SIDE, check_spec_limits
 
-SINUSOID = "sinusoid"  # generated regression tasks (metadl.tasks.SinusoidSampler), not a FewShotDataset
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
 _MAX_INT = 2**63 - 1  # what torch and numpy can hold; larger integers overflow deep inside them
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # Learner arguments the engine fills in itself, from the backbone and the episode shape.
 LEARNER_DERIVED = ("backbone", "n_way", "out_features")
+# Task-source arguments the engine fills in: the episode shape from the sampler (or eval) section, the
+# split being built and its seed (derived from the run's seed and the split name).
+SOURCE_DERIVED = ("k_shot", "n_query", "n_way", "split", "seed")
 
 
 class ConfigError(ValueError):
@@ -58,8 +62,10 @@ class ConfigError(ValueError):
 class DatasetConfig:
     """Which data, and which splits for training, validation (held-out classes) and testing (``eval.split``).
 
-    ``options`` holds the builder's other keyword arguments (e.g. omniglot's ``protocol``).
-    ``val_split: null`` turns validation off.
+    ``name`` is a dataset (:func:`metadl.data.list_datasets`, drawn as N-way K-shot episodes) or a task
+    source (:func:`metadl.tasks.config_task_sources`: generated functions, countries, task files, ...).
+    ``options`` holds the builder's other keyword arguments (e.g. omniglot's ``protocol``, step_functions'
+    ``max_steps``). ``val_split: null`` turns validation off.
     """
 
     name: str
@@ -320,10 +326,22 @@ def _check_kwargs(
             _unknown(f"{prefix}.{key}", allowed)
         kind, optional = _param_kind(params[key]) if key in params else (None, True)
         out[key] = _coerce(f"{prefix}.{key}", value, kind, optional=optional)
+        choices = _literal_choices(params[key].annotation) if key in params else ()
+        if choices and out[key] is not None:
+            _check_choice(f"{prefix}.{key}", out[key], choices)
         item = _sequence_item(params[key].annotation) if key in params else None
         if item is not None and out[key] is not None:
             _check_sequence(f"{prefix}.{key}", out[key], item)
     return out
+
+
+def _literal_choices(hint: Any) -> tuple[str, ...]:
+    """The values of a ``Literal["a", "b"]`` annotation (also inside ``| None``), else ``()``."""
+    options = [hint, *typing.get_args(hint)] if typing.get_origin(hint) is not typing.Literal else [hint]
+    for option in options:
+        if typing.get_origin(option) is typing.Literal:
+            return tuple(str(v) for v in typing.get_args(option))
+    return ()
 
 
 def _sequence_item(hint: Any) -> type | None:
@@ -357,28 +375,59 @@ def _check_component(
 
 def _check_dataset(ds: DatasetConfig) -> DatasetConfig:
     from metadl.data import DATASETS
-    from metadl.tasks import SinusoidSampler
+    from metadl.tasks import TASK_SOURCES, config_task_sources
 
-    _check_choice("dataset.name", ds.name, [*DATASETS, SINUSOID])
+    sources = config_task_sources()
+    _check_choice("dataset.name", ds.name, [*DATASETS, *sources])
     _check_range("dataset.image_size", ds.image_size, 1)
     if ds.image_size is not None and ds.image_size > MAX_IMAGE_SIDE:
         _fail("dataset.image_size", ds.image_size, f"must be <= {MAX_IMAGE_SIDE}")
+    if ds.name in sources:
+        return dataclasses.replace(ds, options=_check_source(ds, TASK_SOURCES[ds.name]))
     fixed = {k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None}
-    if ds.name == SINUSOID:
-        if fixed:
-            raise ConfigError(
-                f"dataset.{next(iter(fixed))} does not apply to generated sinusoid tasks; remove it"
-            )
-        options = _check_kwargs("dataset", SinusoidSampler, ds.options, ("k_shot", "n_query", "seed"))
-    else:
-        builder = DATASETS[ds.name]
-        if "split" not in inspect.signature(builder).parameters and ds.root is None:
-            raise ConfigError(
-                f"dataset.root is required for {ds.name}: a folder with one sub-folder per split"
-            )
-        options = _check_kwargs("dataset", builder, {**fixed, **ds.options}, ("split",))
-        options = {k: v for k, v in options.items() if k not in fixed}
+    builder = DATASETS[ds.name]
+    if "split" not in inspect.signature(builder).parameters and ds.root is None:
+        raise ConfigError(f"dataset.root is required for {ds.name}: a folder with one sub-folder per split")
+    options = _check_kwargs("dataset", builder, {**fixed, **ds.options}, ("split",))
+    options = {k: v for k, v in options.items() if k not in fixed}
     return dataclasses.replace(ds, options=options)
+
+
+def _check_source(ds: DatasetConfig, builder: Any) -> dict[str, Any]:
+    """A task source's options against its builder's signature; the engine sets :data:`SOURCE_DERIVED`."""
+    params = _signature(builder).parameters
+    if ds.image_size is not None:
+        raise ConfigError(f"dataset.image_size does not apply to task source {ds.name!r}; remove it")
+    if "root" in params:
+        if ds.root is None and params["root"].default is inspect.Parameter.empty:
+            raise ConfigError(f"dataset.root is required for task source {ds.name!r}: the folder it reads")
+    elif ds.root is not None:
+        raise ConfigError(f"dataset.root does not apply to task source {ds.name!r}; remove it")
+    options = _check_kwargs("dataset", builder, ds.options, (*SOURCE_DERIVED, "root"))
+    for name, param in params.items():
+        required = param.default is inspect.Parameter.empty and param.kind is not param.VAR_KEYWORD
+        if required and name not in options and name not in (*SOURCE_DERIVED, "root"):
+            raise ConfigError(f"missing key dataset.{name} (task source {ds.name!r} needs it)")
+    return options
+
+
+def _check_source_splits(cfg: Config) -> None:
+    """A source whose ``split`` argument is a ``Literal`` (``fertility``) takes only those split names."""
+    from metadl.tasks import TASK_SOURCES
+
+    if cfg.dataset.name not in TASK_SOURCES:
+        return
+    param = _signature(TASK_SOURCES[cfg.dataset.name]).parameters.get("split")
+    choices = () if param is None else _literal_choices(param.annotation)
+    if not choices:
+        return
+    for key, value in (
+        ("dataset.split", cfg.dataset.split),
+        ("dataset.val_split", cfg.dataset.val_split),
+        ("eval.split", cfg.eval.split),
+    ):
+        if value is not None:
+            _check_choice(key, value, choices)
 
 
 def config_from_dict(raw: Any, *, source: str = "config") -> Config:
@@ -420,6 +469,7 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
             device=_coerce("device", raw.get("device", "auto"), str, optional=False),
         )
         _check_values(cfg)
+        _check_source_splits(cfg)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return cfg

@@ -25,15 +25,18 @@ from metadl.config import (
     shipped_config,
 )
 from metadl.data import DATASETS
+from metadl.tasks import config_task_sources
 from metadl.training.build import (
     build_learner,
     build_optimizer,
     build_scheduler,
     derive_seed,
+    input_shape,
     load_dataset_split,
     load_split,
     make_sampler,
 )
+from metadl.training.data import is_task_source
 
 CONFIGS = [shipped_config(name) for name in list_configs()]
 # The names are a contract: scripts, docs and `metadl bench` call them by name.
@@ -49,6 +52,10 @@ SHIPPED_NAMES = {
     "metasgd_sinusoid",
     "cnp_sinusoid",
     "anp_sinusoid",
+    "anp_fertility",
+    "cnp_fertility",
+    "maml_fertility",
+    "maml_step_functions",
 }
 
 
@@ -110,16 +117,22 @@ def test_every_shipped_config_loads_and_builds_its_learner(path):
     missing = [
         n
         for n in (raw["learner"]["name"], raw["dataset"]["name"])
-        if n not in {*LEARNERS, *DATASETS, "sinusoid"}
+        if n not in {*LEARNERS, *DATASETS, *config_task_sources()}
     ]
     if missing:
         pytest.skip(f"{missing} not registered yet")
     cfg = load_config(path)
     assert load_config(path) == cfg and config_from_dict(config_to_dict(cfg)) == cfg
     size = cfg.dataset.image_size or 28
-    x_shape = (1,) if cfg.dataset.name == "sinusoid" else (1, size, size)
+    if is_task_source(cfg):
+        if cfg.dataset.name == "fertility":
+            pytest.importorskip("statsmodels")
+        source = make_sampler(cfg, cfg.dataset.split, cfg.seed)
+        x_shape, kind = input_shape(source), source.kind
+    else:
+        x_shape, kind = (1, size, size), "classification"
     torch.manual_seed(0)
-    learner = build_learner(cfg, x_shape)
+    learner = build_learner(cfg, x_shape, kind)
     optimizer = build_optimizer(cfg, learner.parameters())
     build_scheduler(cfg, optimizer)
     assert sum(p.numel() for p in learner.parameters()) > 0
@@ -141,7 +154,33 @@ def test_every_shipped_config_loads_and_builds_its_learner(path):
         ),
         (minimal(backbone={"hiden": [8]}), r"unknown key 'backbone.hiden' \(did you mean 'hidden'\?\)"),
         (minimal(dataset={"name": "omniglot", "protocl": "lake"}), r"unknown key 'dataset.protocl'"),
-        (minimal(dataset={"root": "x"}), r"dataset.root does not apply to generated sinusoid tasks"),
+        (minimal(dataset={"root": "x"}), r"dataset.root does not apply to task source 'sinusoid'; remove it"),
+        (
+            minimal(dataset={"name": "step_functions", "max_step": 3}),
+            r"unknown key 'dataset.max_step' \(did you mean 'max_steps'\?\); allowed keys here: max_steps, noise",
+        ),
+        (
+            minimal(dataset={"name": "step_functions", "max_steps": "three"}),
+            r"dataset.max_steps = 'three' is not allowed: expected int",
+        ),
+        (minimal(dataset={"name": "sinusoid_2d", "k_shot": 3}), r"dataset.k_shot is set by the engine"),
+        (minimal(dataset={"name": "fertility", "seed": 3}), r"dataset.seed is set by the engine"),
+        (minimal(dataset={"name": "fertility", "image_size": 28}), r"dataset.image_size does not apply"),
+        (
+            minimal(dataset={"name": "fertility", "split": "dev"}),
+            r"dataset.split = 'dev' is not allowed: choose one of \['test', 'train', 'val'\]",
+        ),
+        (minimal(dataset={"name": "fertility"}, eval={"split": "tst"}), r"eval.split = 'tst' is not allowed"),
+        (minimal(dataset={"name": "task_files"}), r"dataset.root is required for task source 'task_files'"),
+        (
+            minimal(dataset={"name": "datasets", "root": "x", "kind": "ranking"}),
+            r"dataset.kind = 'ranking' is not allowed: choose one of \['classification', 'regression'\]",
+        ),
+        (
+            minimal(dataset={"name": "grouped_table"}),
+            r"missing key dataset.table \(task source 'grouped_table'",
+        ),
+        (minimal(dataset={"name": "episodes"}), r"dataset.name = 'episodes' is not allowed: choose one of"),
         (minimal(learner={"n_way": 5}), r"learner.n_way is set by the engine"),
         (minimal(sampler={"ways": "five"}), r"sampler.ways = 'five' is not allowed: expected int, got str"),
         (minimal(sampler={"ways": 0}), r"sampler.ways = 0 is not allowed: must be >= 1"),
@@ -259,5 +298,5 @@ def test_sinusoid_splits_are_independent_streams():
 def test_sinusoid_tasks_have_no_dataset_split_to_load():
     cfg = config_from_dict(minimal())
     assert load_split(cfg, "train") is None
-    with pytest.raises(ConfigError, match="'sinusoid' has no splits to load"):
+    with pytest.raises(ConfigError, match="'sinusoid' is a task source: it has no dataset split to load"):
         load_dataset_split(cfg, "train")

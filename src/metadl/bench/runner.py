@@ -29,9 +29,10 @@ from typing import Any
 from metadl.bench.report import plot_curves, render_table
 from metadl.bench.results import CellResult, RowResult, Score, ScoreKey, Training, read_results, read_row
 from metadl.bench.table import QUICK_EPISODES, QUICK_ITERATIONS, ROWS, Cell, Row
-from metadl.config import SINUSOID, find_config, load_config
+from metadl.config import find_config, load_config
 from metadl.fileio import atomic_write_bytes
 from metadl.training.checkpoint import load_checkpoint
+from metadl.training.data import is_task_source
 from metadl.training.metrics import read_metrics
 from metadl.training.trainer import LAST, resumed_config
 
@@ -60,8 +61,9 @@ class BenchSettings:
 def training_overrides(cell: Cell, settings: BenchSettings) -> list[str]:
     """The ``--set`` values a cell's run is trained with: the cell's own, the data root, quick mode."""
     sets = list(cell.overrides)
-    dataset = load_config(find_config(cell.config)).dataset.name
-    if settings.data_root is not None and dataset != SINUSOID:
+    cfg = load_config(find_config(cell.config))
+    dataset = cfg.dataset.name
+    if settings.data_root is not None and not is_task_source(cfg):
         sets += [f"dataset.root={settings.data_root / dataset}", "dataset.download=false"]
     if settings.device is not None:
         sets.append(f"device={settings.device}")

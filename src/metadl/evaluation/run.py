@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from metadl.algorithms.base import Learner
 from metadl.config import (
     LEARNER_DERIVED,
     Config,
@@ -24,6 +25,7 @@ from metadl.config import (
 )
 from metadl.data.base import FewShotDataset
 from metadl.evaluation.episodes import EvalResult, evaluate
+from metadl.evaluation.uncertainty import UncertaintyReport, evaluate_uncertainty
 from metadl.saving import load
 from metadl.training.build import make_sampler
 from metadl.training.trainer import load_trained
@@ -45,6 +47,23 @@ def evaluate_config(
     sampler = make_sampler(cfg, cfg.eval.split, cfg.eval.seed, dataset=dataset, shape=cfg.eval_shape())
     learner.to(device)
     return evaluate(learner, sampler, episodes=cfg.eval.episodes, device=device, progress=progress)
+
+
+def evaluate_run(
+    cfg: Config, learner: nn.Module, *, baselines: bool = True, progress: bool = False
+) -> tuple[EvalResult, UncertaintyReport | None]:
+    """What ``metadl eval`` reports: the episode score, and for a learner that predicts a variance (on
+    regression tasks) its MSE, NLL and 95% coverage beside the per-task baselines (``baselines=False``
+    skips them). The episode score of such a learner is its MSE averaged per group (a named task's name)."""
+    if not (isinstance(learner, Learner) and learner.capabilities.uncertainty):
+        return evaluate_config(cfg, learner, progress=progress), None
+    device = resolve_device(cfg.device)
+    sampler = make_sampler(cfg, cfg.eval.split, cfg.eval.seed, shape=cfg.eval_shape())
+    report = evaluate_uncertainty(
+        learner, sampler, episodes=cfg.eval.episodes, baselines=baselines, device=device
+    )
+    mse = report.model.mse
+    return EvalResult("mse", mse.mean, mse.half, report.model.episodes, per_episode=[]), report
 
 
 def load_for_eval(
@@ -96,11 +115,15 @@ def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"backbone": dict(spec["backbone"]), "learner": learner}
 
 
-def eval_report(cfg: Config, result: EvalResult, info: dict[str, Any]) -> dict[str, Any]:
-    """What ``metadl eval --json`` prints: the result and the protocol that produced it."""
+def eval_report(
+    cfg: Config, result: EvalResult, info: dict[str, Any], uncertainty: UncertaintyReport | None = None
+) -> dict[str, Any]:
+    """What ``metadl eval --json`` prints: the result and the protocol that produced it (and, for a
+    learner that predicts a variance, ``mse``, ``nll``, ``coverage95`` and ``baselines``)."""
     ways, shots, queries = cfg.eval_shape()
     return {
         **result.to_dict(),
+        **({} if uncertainty is None else uncertainty.to_dict()),
         "dataset": cfg.dataset.name,
         "split": cfg.eval.split,
         "ways": None if result.metric == "mse" else ways,

@@ -21,16 +21,14 @@ from __future__ import annotations
 import csv
 import importlib.util
 from pathlib import Path
-from typing import Literal
 
 import torch
 
+from metadl.tasks.group_split import Split, split_groups
 from metadl.tasks.grouped import GroupedTable, GroupedTableSource
 from metadl.tasks.source import TaskSourceError
 
 AGGREGATES = ("CAA", "LCN", "OED", "OSS", "PSS")  # regions and country groups, not countries
-SPLITS = ("train", "val", "test")
-Split = Literal["train", "val", "test"]
 FIRST_YEAR = 1960
 
 
@@ -95,24 +93,15 @@ def split_countries(names: tuple[str, ...], split: Split, seed: int = 0) -> list
         >>> [len(split_countries(codes, s)) for s in ("train", "val", "test")]
         [6, 2, 2]
     """
-    if split not in SPLITS:
-        raise TaskSourceError(f"split={split!r}; choose one of {SPLITS}")
-    ordered = sorted(names)
-    perm = torch.randperm(len(ordered), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_train, n_val = round(0.6 * len(ordered)), round(0.2 * len(ordered))
-    bounds = {
-        "train": (0, n_train),
-        "val": (n_train, n_train + n_val),
-        "test": (n_train + n_val, len(ordered)),
-    }
-    low, high = bounds[split]
-    return [ordered[i] for i in perm[low:high]]
+    return split_groups(names, split, fractions=(0.6, 0.2, 0.2), seed=seed)
 
 
-def fertility_table(split: Split, path: str | Path | None = None, *, min_years: int = 40) -> GroupedTable:
-    """The rows of one split's countries as a :class:`GroupedTable`."""
+def fertility_table(
+    split: Split, path: str | Path | None = None, *, min_years: int = 40, split_seed: int = 0
+) -> GroupedTable:
+    """The rows of one split's countries (the split drawn with ``split_seed``) as a :class:`GroupedTable`."""
     table = read_fertility(path, min_years=min_years)
-    keep = set(split_countries(table.group_names, split))
+    keep = set(split_countries(table.group_names, split, seed=split_seed))
     rows = torch.tensor([table.group_names[int(g)] in keep for g in table.groups])
     keys = [table.group_names[int(g)] for g in table.groups[rows]]
     return GroupedTable.from_columns(keys, x=table.x[rows], y=table.y[rows])
@@ -125,10 +114,11 @@ def fertility_tasks(
     n_query: int = 20,
     path: str | Path | None = None,
     min_years: int = 40,
+    split_seed: int = 0,
     seed: int | torch.Generator = 0,
 ) -> GroupedTableSource:
     """Task source ``"fertility"``: each country of ``split`` a task of ``k_shot`` support and ``n_query``
-    query years drawn at random (seeded) on every ``sample()``."""
-    return GroupedTableSource(
-        fertility_table(split, path, min_years=min_years), k_shot=k_shot, n_query=n_query, seed=seed
-    )
+    query years drawn at random (seeded by ``seed``) on every ``sample()``; ``split_seed`` chooses
+    the split of the countries (0: the split of the benchmark tables)."""
+    table = fertility_table(split, path, min_years=min_years, split_seed=split_seed)
+    return GroupedTableSource(table, k_shot=k_shot, n_query=n_query, seed=seed)

@@ -2,7 +2,8 @@
 
 Each entry builds a :class:`~metadl.tasks.source.TaskSource` from its own keyword arguments: the pool
 samplers take a ``dataset``, the task-file and dataset sources a folder, the grouped-table source a
-:class:`~metadl.tasks.grouped.GroupedTable`. ``tests/conformance/test_task_sources.py`` runs every entry
+:class:`~metadl.tasks.grouped.GroupedTable` or a table file. Every entry but the pool samplers can be
+named by a config (:func:`config_task_sources`; ``metadl.training.data`` builds its splits). ``tests/conformance/test_task_sources.py`` runs every entry
 through the contract the moment it is registered.
 """
 
@@ -16,7 +17,7 @@ from metadl.tasks.dataset_source import dataset_folder
 from metadl.tasks.fertility import fertility_tasks
 from metadl.tasks.file_source import TaskFileSource
 from metadl.tasks.functions import Sinusoid2DSampler, StepFunctionSampler
-from metadl.tasks.grouped import GroupedTableSource
+from metadl.tasks.group_split import grouped_table
 from metadl.tasks.samplers import EpisodeSampler, SinusoidSampler, VariableEpisodeSampler
 from metadl.tasks.source import TaskSource, TaskSourceError
 
@@ -25,7 +26,7 @@ TASK_SOURCES: dict[str, Callable[..., TaskSource]] = {
     "variable_episodes": VariableEpisodeSampler,  # Meta-Dataset's variable-way variable-shot
     "sinusoid": SinusoidSampler,  # MAML's sinusoid regression
     "task_files": TaskFileSource,  # a folder of task files, each with its own label space
-    "grouped_table": GroupedTableSource,  # users (groups of rows) as regression tasks
+    "grouped_table": grouped_table,  # users (groups of rows) as regression tasks
     "datasets": dataset_folder,  # whole datasets (.npz) as tasks, for algorithm selection
     "step_functions": StepFunctionSampler,  # piecewise-constant regression, harder than sinusoids
     "sinusoid_2d": Sinusoid2DSampler,  # plane waves on the plane
@@ -41,6 +42,21 @@ def list_task_sources() -> list[str]:
         ['datasets', 'episodes', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files', 'variable_episodes']
     """
     return sorted(TASK_SOURCES)
+
+
+# Sources that sample episodes from a labelled pool given as an object: a config names the pool (a
+# dataset of metadl.data) instead, and the engine draws its episodes with "episodes".
+POOL_SOURCES = ("episodes", "variable_episodes")
+
+
+def config_task_sources() -> list[str]:
+    """Task sources a config's ``dataset.name`` may name: every entry that generates or reads its own tasks.
+
+    Example:
+        >>> config_task_sources()
+        ['datasets', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files']
+    """
+    return [name for name in list_task_sources() if name not in POOL_SOURCES]
 
 
 def create_task_source(name: str, **kwargs: Any) -> TaskSource:

@@ -1,8 +1,10 @@
 """Builders: turn a validated :class:`~metadl.config.Config` into data, samplers, a learner and an optimiser.
 
 Pure functions of the config (plus the data they are given), shared by ``metadl train``, ``metadl eval``
-and the demo. Generated sinusoid tasks, which have no :class:`~metadl.data.base.FewShotDataset`, are
-handled here and nowhere else (:func:`load_split`, :func:`make_sampler`, :func:`input_shape`).
+and the demo. A task source (generated functions, countries, task files: anything without a
+:class:`~metadl.data.base.FewShotDataset`) is built by :func:`make_sampler` through
+:mod:`metadl.training.data`; the learner's output (``n_way`` or ``out_features``) follows the source's
+``kind``, never its name.
 """
 
 from __future__ import annotations
@@ -17,18 +19,20 @@ import numpy as np
 import torch
 
 from metadl.algorithms import LEARNERS, Learner, create_learner
-from metadl.config import SINUSOID, Config, ConfigError, OptimizerConfig
+from metadl.config import Config, ConfigError, OptimizerConfig
 from metadl.data import DATASETS, create_dataset
 from metadl.data.base import FewShotDataset
 from metadl.data.preprocess import Preprocessing
 from metadl.models import BACKBONES, create_backbone
-from metadl.tasks import EpisodeSampler, SinusoidSampler
+from metadl.tasks import EpisodeSampler, TaskKind, TaskSource
+from metadl.training.data import build_source, example_shape, is_task_source
 
 
 def derive_seed(seed: int, purpose: str) -> int:
     """An independent 32-bit seed per purpose (``"train"``, ``"val"``, ``"test"``, ...) from one seed.
 
-    Splits of generated tasks (sinusoids) differ only by their seed, so their streams must not coincide.
+    Splits of generated tasks (sinusoids, step functions) differ only by their seed, so their streams must
+    not coincide.
 
     Example:
         >>> derive_seed(0, "train") == derive_seed(0, "train") != derive_seed(0, "test")
@@ -38,18 +42,20 @@ def derive_seed(seed: int, purpose: str) -> int:
 
 
 def load_split(cfg: Config, split: str) -> FewShotDataset | None:
-    """One split of the configured dataset; ``None`` for generated sinusoid tasks."""
-    return None if cfg.dataset.name == SINUSOID else load_dataset_split(cfg, split)
+    """One split of the configured dataset; ``None`` for a task source (it reads or generates its own tasks)."""
+    return None if is_task_source(cfg) else load_dataset_split(cfg, split)
 
 
 def load_dataset_split(cfg: Config, split: str) -> FewShotDataset:
-    """One split of the configured dataset, which must be one (not the generated sinusoid tasks).
+    """One split of the configured dataset, which must be one (not a task source).
 
     A builder without a ``split`` argument (``image_folder``) reads the split from ``root/<split>``.
     """
     ds = cfg.dataset
-    if ds.name == SINUSOID:
-        raise ConfigError(f"dataset {SINUSOID!r} has no splits to load: its tasks are generated")
+    if is_task_source(cfg):
+        raise ConfigError(
+            f"dataset {ds.name!r} is a task source: it has no dataset split to load; use make_sampler"
+        )
     kwargs: dict[str, Any] = {
         k: v for k, v in (("root", ds.root), ("image_size", ds.image_size)) if v is not None
     }
@@ -67,31 +73,26 @@ def make_sampler(
     *,
     dataset: FewShotDataset | None = None,
     shape: tuple[int, int, int] | None = None,
-) -> EpisodeSampler | SinusoidSampler:
-    """Episodes of ``split`` seeded by ``(seed, split)``; ``shape`` = (ways, shots, queries), default the sampler's.
+) -> TaskSource:
+    """Tasks of ``split`` seeded by ``(seed, split)``; ``shape`` = (ways, shots, queries), default the sampler's.
 
-    ``dataset`` saves loading the split again when the caller has it already.
+    A dataset's split is drawn as N-way K-shot episodes; a task source is built for the split
+    (:mod:`metadl.training.data`). ``dataset`` saves loading the split again when the caller has it already.
     """
     s = cfg.sampler
-    ways, shots, queries = shape or (s.ways, s.shots, s.queries)
+    shape = shape or (s.ways, s.shots, s.queries)
     generator_seed = derive_seed(seed, split)
-    if cfg.dataset.name == SINUSOID:
-        return SinusoidSampler(k_shot=shots, n_query=queries, seed=generator_seed, **cfg.dataset.options)
+    if is_task_source(cfg):
+        return build_source(cfg, split, generator_seed, shape)
     if dataset is None:
         dataset = load_dataset_split(cfg, split)
+    ways, shots, queries = shape
     return EpisodeSampler(dataset, n_way=ways, k_shot=shots, n_query=queries, seed=generator_seed)
 
 
-def input_shape(cfg: Config, dataset: FewShotDataset | None) -> tuple[int, ...]:
-    """Shape of one example: the dataset's, or ``(1,)`` for sinusoid inputs."""
-    if cfg.dataset.name == SINUSOID:
-        return (1,)
-    assert dataset is not None
-    return tuple(dataset.x_shape)
-
-
-def is_regression(cfg: Config) -> bool:
-    return cfg.dataset.name == SINUSOID
+def input_shape(source: TaskSource, dataset: FewShotDataset | None = None) -> tuple[int, ...]:
+    """Shape of one example: the dataset's when given, else read from one of the source's tasks."""
+    return tuple(dataset.x_shape) if dataset is not None else example_shape(source)
 
 
 def backbone_kwargs(cfg: Config, x_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -111,36 +112,36 @@ def backbone_kwargs(cfg: Config, x_shape: tuple[int, ...]) -> dict[str, Any]:
     return kwargs
 
 
-def learner_kwargs(cfg: Config) -> dict[str, Any]:
-    """The learner's hyperparameters plus ``n_way`` (classification) or ``out_features=1`` (sinusoid)."""
+def learner_kwargs(cfg: Config, kind: TaskKind) -> dict[str, Any]:
+    """The learner's hyperparameters plus ``n_way`` (classification) or ``out_features=1`` (regression)."""
     kwargs = dict(cfg.learner.kwargs)
-    if not is_regression(cfg):
+    if kind == "classification":
         kwargs["n_way"] = cfg.sampler.ways
     elif LEARNERS[cfg.learner.name].capabilities.regression:
         kwargs["out_features"] = 1
     return kwargs
 
 
-def build_learner(cfg: Config, x_shape: tuple[int, ...]) -> Learner:
+def build_learner(cfg: Config, x_shape: tuple[int, ...], kind: TaskKind) -> Learner:
     """Backbone + learner as configured (initialised from torch's global RNG: seed it first).
 
     Example:
         >>> from metadl.config import config_from_dict
         >>> cfg = config_from_dict({"dataset": {"name": "sinusoid"}, "backbone": {"name": "mlp", "hidden": [40, 40]},
         ...                         "learner": {"name": "maml", "inner_lr": 0.01}})
-        >>> learner = build_learner(cfg, (1,))  # MAML's 1-40-40-1 sinusoid network
+        >>> learner = build_learner(cfg, (1,), "regression")  # MAML's 1-40-40-1 sinusoid network
         >>> type(learner).__name__, sum(p.numel() for p in learner.parameters())
         ('MAML', 1761)
     """
     backbone = create_backbone(cfg.backbone.name, **backbone_kwargs(cfg, x_shape))
-    return create_learner(cfg.learner.name, backbone=backbone, **learner_kwargs(cfg))
+    return create_learner(cfg.learner.name, backbone=backbone, **learner_kwargs(cfg, kind))
 
 
-def model_spec(cfg: Config, x_shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+def model_spec(cfg: Config, x_shape: tuple[int, ...], kind: TaskKind) -> dict[str, dict[str, Any]]:
     """What :func:`metadl.saving.save_model` needs to rebuild the learner: names plus resolved arguments."""
     return {
         "backbone": {"name": cfg.backbone.name, **backbone_kwargs(cfg, x_shape)},
-        "learner": {"name": cfg.learner.name, **learner_kwargs(cfg)},
+        "learner": {"name": cfg.learner.name, **learner_kwargs(cfg, kind)},
     }
 
 

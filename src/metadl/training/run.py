@@ -36,13 +36,12 @@ from metadl.config import Config, ConfigError, config_from_dict, config_to_dict
 from metadl.data.base import FewShotDataset
 from metadl.evaluation import EvalResult, evaluate
 from metadl.saving import save_model
-from metadl.tasks import TaskSource
+from metadl.tasks import TaskKind, TaskSource
 from metadl.training.build import (
     build_learner,
     build_optimizer,
     build_scheduler,
     input_shape,
-    is_regression,
     load_split,
     make_sampler,
     model_spec,
@@ -63,6 +62,7 @@ from metadl.training.stopping import StopRequests
 from metadl.validation import non_finite_tensors
 
 LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "loss"})
+METRICS: dict[TaskKind, str] = {"classification": "accuracy", "regression": "mse"}  # the score per task kind
 
 
 class Validator(Protocol):
@@ -239,11 +239,16 @@ class TrainingRun:
             return given[name] if given.get(name) is not None else load_split(cfg, name)
 
         train_data = split(cfg.dataset.split)
-        x_shape = input_shape(cfg, train_data)
-        learner = build_learner(cfg, x_shape).to(ctx.device)
-        optimizer = build_optimizer(cfg, learner.parameters())
         sampler = make_sampler(cfg, cfg.dataset.split, cfg.seed, dataset=train_data)
-        metric = "mse" if is_regression(cfg) else "accuracy"
+        if not sampler.batchable:
+            raise ConfigError(
+                f"dataset {cfg.dataset.name!r} draws tasks of different sizes, which cannot be meta-batched; "
+                "give it a fixed number of support and query examples per task"
+            )
+        x_shape = input_shape(sampler, train_data)
+        learner = build_learner(cfg, x_shape, sampler.kind).to(ctx.device)
+        optimizer = build_optimizer(cfg, learner.parameters())
+        metric = METRICS[sampler.kind]
         state = RunState(cfg, learner, optimizer, build_scheduler(cfg, optimizer), sampler, x_shape, metric)
         validator = None
         val_split = cfg.dataset.val_split
@@ -439,7 +444,7 @@ class TrainingRun:
         return save_model(
             self.folder.model,
             s.learner,
-            spec=model_spec(s.cfg, s.x_shape),
+            spec=model_spec(s.cfg, s.x_shape, s.sampler.kind),
             preprocessing=preprocessing_for(s.cfg, s.x_shape),
             metadata=metadata,
         )

@@ -28,6 +28,7 @@ from metadl.algorithms.base import Learner
 from metadl.config import Config, ConfigError, config_diff, config_from_dict, load_config, save_config
 from metadl.data.base import FewShotDataset
 from metadl.fileio import remove_stale
+from metadl.tasks import TaskKind
 from metadl.training.build import build_learner
 from metadl.training.checkpoint import CorruptCheckpointError, load_checkpoint
 from metadl.training.distributed import DistributedContext
@@ -228,7 +229,7 @@ def check_training_checkpoint(ckpt: Any, file: Path) -> Config:
                 f"{', '.join(differs[:5])}; evaluate that run's folder instead"
             )
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        expected = build_learner(cfg, tuple(shape)).state_dict()
+        expected = build_learner(cfg, tuple(shape), checkpoint_kind(ckpt)).state_dict()
     wrong = sorted(set(expected) ^ set(weights)) + [
         k for k in sorted(set(expected) & set(weights)) if expected[k].shape != weights[k].shape
     ]
@@ -238,6 +239,11 @@ def check_training_checkpoint(ckpt: Any, file: Path) -> Config:
             "the checkpoint was changed or mixes two runs"
         )
     return cfg
+
+
+def checkpoint_kind(ckpt: dict[str, Any]) -> TaskKind:
+    """Regression or classification, from the metric a training checkpoint was scored with."""
+    return "regression" if ckpt.get("metric") == "mse" else "classification"
 
 
 def load_trained(
@@ -252,7 +258,7 @@ def load_trained(
     ckpt = load_checkpoint(file)
     cfg = check_training_checkpoint(ckpt, file)
     with torch.random.fork_rng(devices=[]):
-        learner = build_learner(cfg, tuple(ckpt["x_shape"]))
+        learner = build_learner(cfg, tuple(ckpt["x_shape"]), checkpoint_kind(ckpt))
     learner.load_state_dict(ckpt["model"])
     learner.to(device).eval()
     return cfg, learner, {"checkpoint": str(file), "iteration": ckpt["iteration"]}

@@ -184,7 +184,7 @@ def test_gradient_clipping_bounds_every_update(blobs_dataset, tmp_path):
     )
     cfg = config_from_dict(raw)
     torch.manual_seed(cfg.seed)
-    start = torch.nn.utils.parameters_to_vector(build_learner(cfg, (8,)).parameters())
+    start = torch.nn.utils.parameters_to_vector(build_learner(cfg, (8,), "classification").parameters())
     result = train(cfg, tmp_path / "clipped", progress=False, log=lambda _: None)
     moved = torch.nn.utils.parameters_to_vector(result.learner.parameters()) - start
     assert 0 < moved.norm() <= 1e-3 * (1 + 1e-5)  # one SGD step of lr 1 on a gradient clipped to norm 1e-3
