@@ -6,9 +6,9 @@ from the class's few shots and noise:
     h_cj = s_c + G([s_c, eps_cj]),   eps_cj ~ N(0, I),   j = 1..n_generated
 
 where ``s_c`` is the seed of class ``c`` (the mean embedding of its shots; with one shot, the shot
-itself, as in the paper) and ``G`` is an MLP whose output is added to the seed (so an untrained ``G``
-starts near "copy the seed"). The prototypes are then the means of the real and hallucinated features
-of each class, and queries are scored by (negative squared Euclidean) distance to them, as in
+itself, as in the paper) and ``G`` is an MLP whose output is added to the seed (its last layer starts at
+zero, so an untrained ``G`` copies the seed and training starts from a plain ProtoNet). The prototypes
+are then the means of the real and hallucinated features of each class, and queries are scored by (negative squared Euclidean) distance to them, as in
 :class:`~metadl.algorithms.protonet.ProtoNet`. ``G`` and the backbone are trained together, end to end,
 by the query loss alone: the generator learns whatever extra examples make the classifier right, which
 is the paper's meta-learned hallucinator ("PN w/ G").
@@ -49,6 +49,10 @@ class Hallucinator(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden, features),
         )
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)  # untrained, G copies the seed: training starts from a plain ProtoNet
+        nn.init.zeros_(last.bias)
 
     def forward(self, seed: Tensor, noise: Tensor) -> Tensor:
         return seed + self.net(torch.cat([seed, noise], -1))

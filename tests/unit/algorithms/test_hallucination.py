@@ -14,11 +14,14 @@ from metadl.tasks.task import TaskBatch
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def net(n_generated: int = 3) -> HallucinationNet:
+def net(n_generated: int = 3, trained: bool = True) -> HallucinationNet:
+    """A hallucination net; ``trained``: its generator's last layer moved off zero (as training does)."""
     torch.manual_seed(0)
-    return HallucinationNet(
-        backbone=create_backbone("mlp", in_features=5, hidden=[16]), n_way=3, n_generated=n_generated
-    )
+    backbone = create_backbone("mlp", in_features=5, hidden=[16])
+    model = HallucinationNet(backbone=backbone, n_way=3, n_generated=n_generated)
+    if trained:
+        torch.nn.init.normal_(model.generator.net[-1].weight, std=0.3)
+    return model
 
 
 def batch(seed: int = 0, tasks: int = 4) -> TaskBatch:
@@ -59,10 +62,13 @@ def test_meta_gradient_reaches_the_generator_through_the_query_loss():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
 
 
-def test_without_generated_examples_it_is_protonet():
-    plain, ours = ProtoNet(backbone=create_backbone("mlp", in_features=5, hidden=[16]), n_way=3), net(0)
-    ours.backbone.load_state_dict(plain.backbone.state_dict())
-    assert torch.allclose(ours(batch()).logits, plain(batch()).logits, atol=1e-5)
+@pytest.mark.parametrize(
+    "model", [net(0), net(3, trained=False)], ids=["no generated examples", "untrained generator"]
+)
+def test_without_generated_examples_or_training_it_is_protonet(model):
+    plain = ProtoNet(backbone=create_backbone("mlp", in_features=5, hidden=[16]), n_way=3)
+    model.backbone.load_state_dict(plain.backbone.state_dict())
+    assert torch.allclose(model(batch()).logits, plain(batch()).logits, atol=1e-5)
 
 
 def test_eval_and_adapt_are_deterministic_and_leave_the_global_rng_alone():
