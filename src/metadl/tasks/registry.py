@@ -48,9 +48,10 @@ def list_task_sources() -> list[str]:
     return sorted(TASK_SOURCES)
 
 
-# Sources that sample episodes from a labelled pool given as an object: a config names the pool (a
-# dataset of metadl.data) instead, and the engine draws its episodes with "episodes".
-POOL_SOURCES = ("episodes", "variable_episodes")
+# Sources that sample episodes from a pool given as an object: a config names the pool (a dataset of
+# metadl.data) instead, and the engine draws its episodes with "episodes", or with "umtra" / "cactus"
+# when the config's augment.unsupervised asks for tasks without labels.
+POOL_SOURCES = ("episodes", "variable_episodes", "umtra", "cactus")
 
 
 def config_task_sources() -> list[str]:

@@ -140,7 +140,7 @@ def test_bad_augment_settings_fail_at_load_with_one_line(augment, message):
 
 
 def test_unsupervised_tasks_need_images():
-    with pytest.raises(ConfigError, match="unsupervised tasks are built from images"):
+    with pytest.raises(ConfigError, match="unsupervised tasks are built from a dataset.s images"):
         config_from_dict(
             {
                 "dataset": {"name": "sinusoid"},
