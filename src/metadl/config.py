@@ -41,6 +41,9 @@ from typing import Any
 import torch
 import yaml
 
+from metadl.augment.checks import AugmentError
+from metadl.augment.config import AugmentConfig, parse_augment
+from metadl.data import DATASETS
 from metadl.validation import MAX_IMAGE_SIDE, check_spec_limits
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -148,6 +151,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # generated training data (metadl.augment)
 
     def eval_shape(self) -> tuple[int, int, int]:
         """``(ways, shots, queries)`` of validation and test episodes."""
@@ -450,7 +454,7 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
     try:
         if not isinstance(raw, dict):
             _fail("(top level)", raw, "a config is a mapping with sections dataset, backbone, learner, ...")
-        sections = {"dataset", "sampler", "backbone", "learner", "optimizer", "train", "eval"}
+        sections = {"dataset", "sampler", "backbone", "learner", "optimizer", "train", "eval", "augment"}
         for key in raw:
             if key not in {*sections, "seed", "device"}:
                 _unknown(str(key), [*sections, "seed", "device"])
@@ -467,6 +471,7 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
             eval=_build_section(EvalConfig, raw.get("eval"), "eval"),
             seed=_coerce("seed", raw.get("seed", 0), int, optional=False),
             device=_coerce("device", raw.get("device", "auto"), str, optional=False),
+            augment=_check_augment(raw.get("augment")),
         )
         _check_values(cfg)
         _check_source_splits(cfg)
@@ -475,7 +480,21 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
     return cfg
 
 
+def _check_augment(raw: Any) -> AugmentConfig:
+    _check_finite("augment", raw)
+    try:
+        return parse_augment(raw)
+    except AugmentError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _check_values(cfg: Config) -> None:
+    if cfg.augment.unsupervised is not None and cfg.dataset.name not in DATASETS:
+        _fail(
+            "augment.unsupervised",
+            cfg.augment.unsupervised,
+            "unsupervised tasks are built from a dataset's images",
+        )
     for key in ("ways", "shots", "queries", "meta_batch"):
         _check_range(f"sampler.{key}", getattr(cfg.sampler, key), 1)
     for key in ("ways", "shots", "queries", "episodes"):
@@ -560,6 +579,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     for key in ("sampler", "backbone", "learner", "optimizer", "train", "eval"):
         section = dataclasses.asdict(getattr(cfg, key))
         out[key] = {"name": section["name"], **section["kwargs"]} if "kwargs" in section else section
+    if cfg.augment != AugmentConfig():
+        out["augment"] = cfg.augment.to_dict()
     return out
 
 
@@ -573,11 +594,10 @@ def config_diff(a: Config, b: Config) -> list[str]:
     """
     da, db = config_to_dict(a), config_to_dict(b)
     out = []
-    for key in da:
-        if isinstance(da[key], dict):
-            out += [
-                f"{key}.{k}" for k in sorted(set(da[key]) | set(db[key])) if da[key].get(k) != db[key].get(k)
-            ]
+    for key in {**da, **db}:
+        if isinstance(da.get(key, {}), dict) and isinstance(db.get(key, {}), dict):
+            a_part, b_part = da.get(key, {}), db.get(key, {})
+            out += [f"{key}.{k}" for k in sorted(set(a_part) | set(b_part)) if a_part.get(k) != b_part.get(k)]
         elif da[key] != db[key]:
             out.append(key)
     return out

@@ -30,6 +30,12 @@ def pool() -> FewShotDataset:
     )
 
 
+def images() -> FewShotDataset:
+    """An unlabelled pool of small images (the unsupervised sources ignore its one label)."""
+    g = torch.Generator().manual_seed(0)
+    return FewShotDataset(torch.rand(30, 1, 6, 6, generator=g), torch.zeros(30, dtype=torch.long), ["all"])
+
+
 def task_files(root: Path) -> dict[str, Any]:
     for task, labels in (("a", "xyz"), ("b", "uvw")):
         rows = "".join(f"{task} {label} {i},{label}\n" for label in labels for i in range(5))
@@ -71,6 +77,15 @@ BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "step_functions": lambda root: {"k_shot": 4, "n_query": 3},
     "sinusoid_2d": lambda root: {"k_shot": 4, "n_query": 3},
     "fertility": fertility,
+    "umtra": lambda root: {"dataset": images(), "n_way": 3, "k_shot": 2, "n_query": 2},
+    "cactus": lambda root: {
+        "dataset": images(),
+        "n_way": 2,
+        "k_shot": 1,
+        "n_query": 1,
+        "clusters": 4,
+        "dim": 4,
+    },
 }
 
 

@@ -144,7 +144,7 @@ def test_every_shipped_config_loads_and_builds_its_learner(path):
     [
         (
             minimal(trian={"iterations": 3}),
-            r"unknown key 'trian' \(did you mean 'train'\?\); allowed keys here: backbone, ",
+            r"unknown key 'trian' \(did you mean 'train'\?\); allowed keys here: augment, backbone, ",
         ),
         (minimal(train={"iteration": 3}), r"unknown key 'train.iteration' \(did you mean 'iterations'\?\)"),
         (

@@ -6,6 +6,7 @@ from typing import Any
 
 from metadl.algorithms.anil import ANIL
 from metadl.algorithms.base import Learner
+from metadl.algorithms.hallucination import HallucinationNet
 from metadl.algorithms.logreg import LogRegHead
 from metadl.algorithms.maml import FOMAML, MAML
 from metadl.algorithms.matchingnet import MatchingNet
@@ -20,6 +21,7 @@ from metadl.algorithms.svm import MetaSVM
 
 LEARNERS: dict[str, type[Learner]] = {
     "protonet": ProtoNet,
+    "hallucination": HallucinationNet,  # ProtoNet + a jointly trained feature generator (Wang et al. 2018)
     "matchingnet": MatchingNet,
     "relationnet": RelationNet,
     "svm": MetaSVM,

@@ -54,6 +54,15 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _images(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The image files directly inside ``folder`` (by suffix, hidden files skipped), sorted by name."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
+    )
+
+
 def image_folder(
     root: str | os.PathLike[str],
     *,
@@ -66,8 +75,11 @@ def image_folder(
 ) -> FewShotDataset:
     """Read ``root/<class>/<image>`` into a :class:`FewShotDataset` of uint8 ``(N, channels, S, S)``.
 
+    A folder of images without class folders is read as one class named after the folder: an unlabelled
+    pool for the unsupervised task sources (``augment.unsupervised`` in a config: UMTRA, CACTUs).
+
     Args:
-        root: a folder with one sub-folder per class (hidden entries are ignored).
+        root: a folder with one sub-folder per class (hidden entries are ignored), or of images only.
         image_size: side S of the square output (images are resized, aspect not kept).
         channels: 1 for grayscale, 3 for RGB.
         invert: store ``255 - pixel`` (e.g. dark ink on white paper becomes bright on dark).
@@ -106,8 +118,10 @@ def image_folder(
         )
     suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     found = {p.name: p for p in _visible_dirs(root)}
+    if not found and _images(root, suffixes):  # an unlabelled folder: its images are one class
+        found = {root.name: root}
     if not found:
-        raise ValueError(f"{root} has no class folders; expected root/<class>/<image> files")
+        raise ValueError(f"{root} has no class folders and no images; expected root/<class>/<image> files")
     if classes is None:
         chosen = list(found)
     else:
@@ -123,11 +137,7 @@ def image_folder(
     labels: list[int] = []
     for label, cls in enumerate(chosen):
         check_link(found[cls], root)
-        files = sorted(
-            p
-            for p in found[cls].iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
-        )
+        files = _images(found[cls], suffixes)
         for file in files:
             check_link(file, root)
         if not files:

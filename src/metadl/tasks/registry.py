@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from metadl.tasks.cactus import CACTUsSource
 from metadl.tasks.dataset_source import dataset_folder
 from metadl.tasks.fertility import fertility_tasks
 from metadl.tasks.file_source import TaskFileSource
@@ -20,6 +21,7 @@ from metadl.tasks.functions import Sinusoid2DSampler, StepFunctionSampler
 from metadl.tasks.group_split import grouped_table
 from metadl.tasks.samplers import EpisodeSampler, SinusoidSampler, VariableEpisodeSampler
 from metadl.tasks.source import TaskSource, TaskSourceError
+from metadl.tasks.umtra import UMTRASource
 
 TASK_SOURCES: dict[str, Callable[..., TaskSource]] = {
     "episodes": EpisodeSampler,  # N-way K-shot from one labelled pool
@@ -31,6 +33,8 @@ TASK_SOURCES: dict[str, Callable[..., TaskSource]] = {
     "step_functions": StepFunctionSampler,  # piecewise-constant regression, harder than sinusoids
     "sinusoid_2d": Sinusoid2DSampler,  # plane waves on the plane
     "fertility": fertility_tasks,  # countries as regression tasks (World Bank data shipped in statsmodels)
+    "umtra": UMTRASource,  # unlabelled images: each drawn image a class, augmentations its shots (UMTRA)
+    "cactus": CACTUsSource,  # unlabelled images: k-means clusters of embeddings as classes (CACTUs)
 }
 
 
@@ -39,14 +43,15 @@ def list_task_sources() -> list[str]:
 
     Example:
         >>> list_task_sources()
-        ['datasets', 'episodes', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files', 'variable_episodes']
+        ['cactus', 'datasets', 'episodes', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files', 'umtra', 'variable_episodes']
     """
     return sorted(TASK_SOURCES)
 
 
-# Sources that sample episodes from a labelled pool given as an object: a config names the pool (a
-# dataset of metadl.data) instead, and the engine draws its episodes with "episodes".
-POOL_SOURCES = ("episodes", "variable_episodes")
+# Sources that sample episodes from a pool given as an object: a config names the pool (a dataset of
+# metadl.data) instead, and the engine draws its episodes with "episodes", or with "umtra" / "cactus"
+# when the config's augment.unsupervised asks for tasks without labels.
+POOL_SOURCES = ("episodes", "variable_episodes", "umtra", "cactus")
 
 
 def config_task_sources() -> list[str]:

@@ -54,6 +54,7 @@ from metadl.training.checkpoint import (
     set_rng_state,
 )
 from metadl.training.distributed import DistributedContext
+from metadl.training.generated import training_source
 from metadl.training.meta import NonFiniteLossError, check_trainable, meta_step
 from metadl.training.metrics import MetricsLog, read_metrics
 from metadl.training.plots import PLOT_FILE, plot_learning_curves
@@ -239,7 +240,7 @@ class TrainingRun:
             return given[name] if given.get(name) is not None else load_split(cfg, name)
 
         train_data = split(cfg.dataset.split)
-        sampler = make_sampler(cfg, cfg.dataset.split, cfg.seed, dataset=train_data)
+        sampler = training_source(cfg, train_data)  # labelled or unsupervised, augmented as configured
         if not sampler.batchable:
             raise ConfigError(
                 f"dataset {cfg.dataset.name!r} draws tasks of different sizes, which cannot be meta-batched; "

@@ -68,7 +68,7 @@ def test_invert_and_class_subset(tmp_path: Path) -> None:
     ("setup", "kwargs", "error", "match"),
     [
         (lambda r: None, {}, FileNotFoundError, "does not exist"),
-        (lambda r: r.mkdir(), {}, ValueError, "no class folders"),
+        (lambda r: r.mkdir(), {}, ValueError, "no class folders and no images"),
         (lambda r: (r / "x").mkdir(parents=True), {}, ValueError, "x holds no images"),
         (lambda r: _tree(r), {"classes": ["a_gray", "zebra"]}, ValueError, "zebra"),
         (lambda r: _tree(r), {"channels": 2}, ValueError, "channels must be 1"),
@@ -87,3 +87,13 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
     (root / "b_rgb" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(ValueError, match="broken.png"):
         image_folder(root, image_size=8)
+
+
+def test_a_folder_of_images_only_is_one_unlabelled_class(tmp_path: Path) -> None:
+    root = tmp_path / "pool"
+    root.mkdir()
+    for i in range(3):
+        Image.new("L", (5, 5), i * 50).save(root / f"{i}.png")
+    ds = image_folder(root, image_size=5)
+    assert ds.class_names == ["pool"] and ds.labels.tolist() == [0, 0, 0]
+    assert ds.data[:, 0, 0, 0].tolist() == [0, 50, 100]
