@@ -21,7 +21,7 @@ exclude zero and the best meta-learner's 95%-interval coverage to lie in 90-97%.
 
 Usage:
     python benchmarks/meta_regression_seeds.py --iterations 3000 --seeds 0,1,2 --splits 0,1,2 --shots 5 \
-        --out fertility_seeds.json --cells fertility_cells.json
+        --out fertility_seeds.json --cells fertility_cells.json --baseline-cells fertility_baselines.json
 """
 
 from __future__ import annotations
@@ -170,6 +170,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--cells", help="JSON file of finished cells: written after each, read to resume")
+    parser.add_argument("--baseline-cells", help="the same for the per-task baselines' scores")
+    parser.add_argument(
+        "--baselines-only", action="store_true", help="score the baselines (and cache them) only"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -177,6 +181,9 @@ def main() -> None:
     cells: dict[str, dict] = {}  # "K/split/seed/name" -> {"groups": per-country scores, "seconds": ...}
     if args.cells and Path(args.cells).is_file():  # resume: cells already trained are kept
         cells = json.loads(Path(args.cells).read_text())
+    fitted: dict[str, dict] = {}  # "K/split/name/episodes" -> per-country scores of a per-task baseline
+    if args.baseline_cells and Path(args.baseline_cells).is_file():
+        fitted = json.loads(Path(args.baseline_cells).read_text())
     results = []
     for k in (int(s) for s in args.shots.split(",")):
         grid = Grid({name: {} for name in [*LEARNERS, *BASELINES]})
@@ -184,7 +191,14 @@ def main() -> None:
             test = countries("test", k, args.per_country, seed=0, split_seed=split)
             val = countries("val", k, 5, seed=1, split_seed=split)
             for name, fit in BASELINES.items():
-                grid.scores[name][(split, None)] = score_regressor(fit, test).per_group
+                key = f"{k}/{split}/{name}/{args.per_country}"
+                if key not in fitted:
+                    fitted[key] = score_regressor(fit, test).per_group
+                    if args.baseline_cells:
+                        Path(args.baseline_cells).write_text(json.dumps(fitted))
+                grid.scores[name][(split, None)] = {c: tuple(v) for c, v in fitted[key].items()}
+            if args.baselines_only:
+                continue
             for seed in seeds:
                 for name in LEARNERS:
                     key = f"{k}/{split}/{seed}/{name}/{args.iterations}"
@@ -196,6 +210,8 @@ def main() -> None:
                         if args.cells:
                             Path(args.cells).write_text(json.dumps(cells))
                     grid.scores[name][(split, seed)] = {c: tuple(v) for c, v in cells[key]["groups"].items()}
+        if args.baselines_only:
+            continue
         result = report(grid, seeds, k)
         results.append(result)
         print(markdown(result), flush=True)
