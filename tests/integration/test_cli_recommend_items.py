@@ -1,4 +1,5 @@
-"""``metadl recommend RATINGS.csv --model MODEL`` end to end: a two-head recommender trained on generated ratings."""
+"""End to end on a generated ratings file: train_recommender writes RUN (model + report), then
+``metadl recommend RATINGS.csv --model RUN`` recommends for a new user."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 
 from metadl.apps.recsys.meta import EpisodeSettings
 from metadl.apps.recsys.protocol import ColdStartProtocol, split_users
-from metadl.apps.recsys.registry import create_recommender
-from metadl.apps.recsys.saved import save_recommender
+from metadl.apps.recsys.registry import BASELINES
+from metadl.apps.recsys.train import train_recommender
+from metadl.data.ratings import read_ratings_csv
 from metadl.data.synthetic_ratings import planted_ratings
 
 METADL = Path(sys.executable).with_name("metadl")
@@ -20,13 +22,22 @@ METADL = Path(sys.executable).with_name("metadl")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    split = split_users(planted_ratings(n_users=80, n_items=40, seed=4), ColdStartProtocol(), seed=0)
-    rec = create_recommender("twohead", settings=EpisodeSettings(steps=10, meta_batch=4, shots=(5,)), dim=4)
-    rec.fit(split)
-    assert rec.learner is not None
-    run = tmp_path_factory.mktemp("run")
-    save_recommender(run / "model", rec.learner, beta=rec.beta, item_ids=split.ratings.item_ids)
-    return run
+    folder = tmp_path_factory.mktemp("recsys")
+    planted = planted_ratings(n_users=80, n_items=40, seed=4)
+    lines = ["user,item,rating,timestamp"] + [
+        f"{planted.user_ids[u]},{planted.item_ids[i]},{r:g},{t:g}"
+        for u, i, r, t in zip(planted.user.tolist(), planted.item.tolist(), planted.rating.tolist(),
+                              planted.time.tolist(), strict=True)
+    ]  # fmt: skip
+    (folder / "ratings.csv").write_text("\n".join(lines) + "\n")
+    ratings = read_ratings_csv(folder / "ratings.csv")
+    report = train_recommender(
+        ratings, folder / "run", settings=EpisodeSettings(steps=10, meta_batch=4, shots=(5,))
+    )
+    written = json.loads((folder / "run" / "report.json").read_text())
+    assert written == json.loads(json.dumps(report.as_json())) and set(written["baselines"]) == set(BASELINES)
+    assert written["users"] == len(split_users(ratings, ColdStartProtocol(), seed=0).test_users)
+    return folder / "run"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,9 +23,11 @@ def test_benchmark_writes_every_recommender_and_the_paired_rows(tmp_path):
     (tmp_path / "toy.inter").write_text("\n".join(lines) + "\n")
     out = tmp_path / "section.md"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "recsys_coldstart.py"), "--recbole", str(tmp_path),
-           "--name", "toy", "--splits", "2", "--steps", "2", "--out", str(out), "--json", str(tmp_path / "r.json")]  # fmt: skip
+           "--name", "toy", "--splits", "2", "--steps", "2", "--twohead-steps", "2", "--out", str(out), "--json", str(tmp_path / "r.json")]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     text = out.read_text()
-    for name in ("random", "global_mean", "item_mean", "user_item_bias", "popularity", "mf", "melu", "ridge"):
+    names = ("random", "global_mean", "item_mean", "user_item_bias", "popularity", "mf", "melu", "ridge")
+    names += ("twohead",)
+    for name in names:
         assert f"| {name} |" in text
-    assert "| melu - " in text and "| ridge - " in text and "12 (user, split) pairs" in text
+    assert all(f"| {m} - " in text for m in ("melu", "ridge", "twohead")) and "12 (user, split) pairs" in text
