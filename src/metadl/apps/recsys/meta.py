@@ -39,7 +39,6 @@ class EpisodeSettings:
     meta_batch: int = 32
     shots: tuple[int, ...] = (5, 10, 20, 40)
     lr: float = 1e-3
-    weight_decay: float = 0.0
     validate_every: int = 100
     grad_clip: float | None = 10.0
     seed: int = 0
@@ -98,7 +97,7 @@ class MetaRecommender:
             )
         sources = {k: split.source("train", k_shot=k, seed=s.seed + k) for k in shots}
         g = torch.Generator().manual_seed(s.seed)
-        optimizer = torch.optim.Adam(learner.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        optimizer = torch.optim.Adam(learner.parameters(), lr=s.lr)
         val_tasks = split.tasks("val")
         best, best_state = float("inf"), copy.deepcopy(learner.state_dict())
         self.learner = learner

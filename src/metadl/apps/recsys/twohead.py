@@ -5,14 +5,18 @@ to popularity on full-catalogue ranking, because which items a user rates matter
 they rate them. This learner models both, from the same support ratings of a new user ``u``:
 
 **Rating head: residual learning on the user + item bias baseline, adapted by MAML.** With ``m_i`` the
-meta-train item mean shrunk by ``item_damping`` pseudo-ratings and ``b_u`` the user's mean support
-residual shrunk by ``user_damping`` (exactly the ``user_item_bias`` baseline)::
+meta-train item mean shrunk to the global mean (given) and ``b_u`` the user's mean support residual
+shrunk by ``user_damping`` pseudo-ratings (together exactly the ``user_item_bias`` baseline)::
 
-    r_hat(u, i) = m_i + b_u + <w_u, F_i> + c_u
+    r_hat(u, i) = m_i + b_u + <a_u + w_u, F_i> + c_u
+    a_u = mean_{s in S_u} Y_s + sum_{s in S_u} (r_s - m_s - b_u) Z_s / (|S_u| + user_damping)
 
-``F`` (item factors) is meta-learned; ``(w_u, c_u)`` start from a meta-learned ``(w_0, c_0)`` and take
-``inner_steps`` gradient steps on the support's squared residuals with the core functional inner loop
-(``metadl.algorithms.inner_loop.inner_adapt``, vectorised over the users of a meta-batch, second order).
+``a_u`` is an amortised taste read from the support (SVD++'s "items rated" vectors ``Y`` plus
+residual-weighted "items liked" vectors ``Z``; both start at 0, so an untrained model is the baseline).
+``(w_u, c_u)`` start from a meta-learned ``(w_0, c_0)`` and take ``inner_steps`` gradient steps on the
+squared support residual that ``b_u`` and ``a_u`` leave, with the core functional inner loop
+(``metadl.algorithms.inner_loop.inner_adapt``, vectorised over the users of a meta-batch, second
+order; the model is linear in ``w``, so this is the same as starting ``w`` at ``w_0 + a_u``).
 
 **Implicit head: which items the user rates.** The user's support items ``S_u`` are encoded as the
 mean of their key embeddings (a prototype, no inner loop), and every item not in the support gets::
@@ -21,8 +25,9 @@ mean of their key embeddings (a prototype, no inner loop), and every item not in
 
 ``p_i`` starts at the log of the item's meta-train rating count (popularity learned from meta-train
 users only) and is trained with ``K`` and ``V``. Meta-training minimises, over a meta-batch of users,
-the query ratings' squared error plus ``implicit_weight`` times the cross-entropy of the query items
-under ``p(. | S_u)`` (sampled-softmax-free: the catalogue is small enough to normalise exactly).
+the query ratings' error (``rating_loss``: absolute, the default, as MAE is the metric, or squared)
+plus ``implicit_weight`` times the cross-entropy of the query items under ``p(. | S_u)`` (normalised
+over the whole catalogue: no negative sampling).
 
 **Ranking score** (full-catalogue recommendation): ``log p(i | S_u) + beta * r_hat(u, i)``; ``beta``
 is chosen on validation users by the recommender (``metadl.apps.recsys.meta``). ``x`` rows are
@@ -60,6 +65,7 @@ class TwoHeadRecommender(Learner):
         user_damping: pseudo-ratings shrinking the user's bias ``b_u`` to 0.
         inner_lr, inner_steps, eval_inner_steps: the rating head's inner loop (eval: ``adapt`` and eval mode).
         implicit_weight: weight of the implicit cross-entropy in the meta-loss.
+        rating_loss: ``"l1"`` (absolute error of the query ratings) or ``"mse"``.
         seed: initialisation.
 
     Example:
