@@ -31,7 +31,10 @@ from metadl.apps.recsys.registry import BASELINES, create_recommender
 from metadl.data.movielens import read_movielens_1m, read_movielens_100k, read_recbole_atomic
 from metadl.data.ratings import Ratings
 
-META = ("melu", "ridge")
+META = ("melu", "ridge", "twohead")
+# The two-head learner's schedule, chosen on split 0's validation users (random queries) among
+# 600 / 1,500 / 3,000 steps, Adam 1e-3 / 3e-3, rating loss MSE / L1, widths 4 / 16 / 32.
+TWOHEAD_LR = 3e-3
 # Matrix factorisation's (factors, L2) candidates; each split picks one by MAE on its validation users.
 MF_CANDIDATES = ((16, 0.05), (16, 0.1), (8, 0.2))
 
@@ -44,18 +47,25 @@ def load(args: argparse.Namespace) -> Ratings:
     return read_movielens_1m(args.movielens_1m)
 
 
+def settings(name: str, args: argparse.Namespace, seed: int) -> EpisodeSettings:
+    if name == "twohead":
+        return EpisodeSettings(steps=args.twohead_steps, lr=TWOHEAD_LR, seed=seed)
+    return EpisodeSettings(steps=args.steps, seed=seed)
+
+
 def run(args: argparse.Namespace) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
     ratings = load(args)
     protocol = ColdStartProtocol(query_order=args.query_order)
-    pooled: dict[str, dict[str, list[np.ndarray]]] = {n: {m: [] for m in METRICS} for n in BASELINES + META}
-    seconds = dict.fromkeys(BASELINES + META, 0.0)
-    for seed in range(args.splits):
+    names = BASELINES + tuple(args.meta)
+    pooled: dict[str, dict[str, list[np.ndarray]]] = {n: {m: [] for m in METRICS} for n in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for seed in args.seeds if args.seeds is not None else range(args.splits):
         split = split_users(ratings, protocol, seed=seed)
         tasks = split.tasks("test")
-        for name in BASELINES + META:
-            kwargs = {"settings": EpisodeSettings(steps=args.steps, seed=seed)} if name in META else {}
+        for name in names:
+            kwargs = {"settings": settings(name, args, seed)} if name in META else {}
             start = time.perf_counter()
-            if name == "mf":
+            if name == "mf" and not args.mf_fixed:
                 kwargs = mf_settings_on_validation(split)
             rec = create_recommender(name, **kwargs)
             rec.fit(split)
@@ -87,18 +97,34 @@ def best_baseline(results: dict[str, dict[str, np.ndarray]], metric: str) -> str
     return min(defined, key=lambda b: sign * float(np.nanmean(results[b][metric])))
 
 
+def n_splits(args: argparse.Namespace) -> int:
+    if args.merge:
+        return sum(len(json.loads(p.read_text())["seeds"]) for p in args.merge)
+    return len(args.seeds) if args.seeds is not None else args.splits
+
+
+def merged(paths: list[Path]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
+    """The per-user values and times of several ``--json`` files (one per group of splits), pooled."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    names = list(docs[0]["values"])
+    values = {n: {m: np.concatenate([np.array(d["values"][n][m], dtype=float) for d in docs]) for m in METRICS}
+              for n in names}  # fmt: skip
+    return values, {n: sum(d["seconds"][n] for d in docs) for n in names}
+
+
 def report(
     args: argparse.Namespace, results: dict[str, dict[str, np.ndarray]], seconds: dict[str, float]
 ) -> str:
     n_users = len(results["random"]["ndcg@5"])
     head = "| recommender | " + " | ".join(METRICS) + " | fit + eval time |"
     lines = [head, "|---|" + "---:|" * (len(METRICS) + 1)]
-    for name in BASELINES + META:
+    meta = [n for n in META if n in results]
+    for name in BASELINES + tuple(meta):
         cells = [summarise(results[name][m]).text() for m in METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds[name]:.0f} s |")
     lines += ["", "| meta-learner minus best baseline (paired, same users) | metric | difference ± 95% CI | excludes 0 |",
               "|---|---|---:|---|"]  # fmt: skip
-    for model in META:
+    for model in meta:
         for metric in ("mae", "ndcg@10_full"):
             base = best_baseline(results, metric)
             d = paired(results[model], results[base], metric)
@@ -107,8 +133,8 @@ def report(
             lines.append(f"| {model} - {base} | {metric} | {d.mean:+.4f} ± {d.ci95:.4f} | {verdict} |")
     command = "python " + " ".join(sys.argv)
     return (
-        f"Command: `{command}` ({args.splits} splits, query order `{args.query_order}`, {n_users} (user, split) "
-        f"pairs; meta-learners {args.steps} meta-steps each; torch {torch.__version__}, "
+        f"Command: `{command}` ({n_splits(args)} splits, query order `{args.query_order}`, {n_users} (user, split) "
+        f"pairs; melu/ridge {args.steps} meta-steps, twohead {args.twohead_steps}; torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, 1 thread)\n\n" + "\n".join(lines) + "\n"
     )
 
@@ -116,6 +142,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--merge", type=Path, nargs="+", help="report the pooled --json files of earlier runs")
     data.add_argument("--recbole", type=Path, help="folder of RecBole atomic files")
     data.add_argument("--movielens-100k", type=Path, help="extracted ml-100k folder (u.data, u.user, u.item)")
     data.add_argument(
@@ -124,20 +151,31 @@ def main() -> None:
     parser.add_argument("--name", default="ml-100k", help="RecBole dataset name (file stem)")
     parser.add_argument("--query-order", choices=["random", "last"], default="random")
     parser.add_argument("--splits", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=1500, help="meta-training steps of each meta-learner")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="run these split seeds only (default 0..splits-1)"
+    )
+    parser.add_argument(
+        "--mf-fixed",
+        action="store_true",
+        help="MF at its defaults (8 factors, L2 0.2) without validation choice",
+    )
+    parser.add_argument("--steps", type=int, default=1500, help="meta-training steps of melu and ridge")
+    parser.add_argument("--twohead-steps", type=int, default=3000, help="meta-training steps of twohead")
+    parser.add_argument("--meta", nargs="+", choices=META, default=list(META), help="meta-learners to run")
     parser.add_argument("--out", type=Path, help="write the markdown section here")
     parser.add_argument("--json", type=Path, help="write per-user values here")
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny models: one thread is faster than two on a shared 2-core machine
-    results, seconds = run(args)
+    results, seconds = merged(args.merge) if args.merge else run(args)
     text = report(args, results, seconds)
     print(text)
     if args.out:
         args.out.write_text(text)
     if args.json:
-        args.json.write_text(
-            json.dumps({n: {m: v.tolist() for m, v in ms.items()} for n, ms in results.items()})
-        )
+        seeds = args.seeds if args.seeds is not None else list(range(args.splits))
+        values = {n: {m: [None if np.isnan(x) else x for x in v.tolist()] for m, v in ms.items()}
+                  for n, ms in results.items()}  # fmt: skip
+        args.json.write_text(json.dumps({"seeds": seeds, "seconds": seconds, "values": values}))
 
 
 if __name__ == "__main__":

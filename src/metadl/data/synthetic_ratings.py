@@ -4,7 +4,9 @@ User ``u`` belongs to one of ``n_groups`` taste groups (its categorical feature 
 vector is the group's centre plus noise. Item ``i`` has a factor vector ``v_i`` and a bias ``b_i``;
 its multi-hot "genres" are the signs of the first factor coordinates. A rating is
 ``clip(round(3 + b_i + scale * <t_u, v_i> + noise), 1, 5)``. Each user rates a random number of distinct
-items in ``[min_ratings, max_ratings]``, at increasing times. A model that learns item factors and
+items in ``[min_ratings, max_ratings]``, at increasing times: uniformly at random, or, with
+``selection > 0``, favouring the items that match the user's taste (weights ``exp(selection * <t_u, v_i>)``,
+so *which* items a user rates is informative too, as in real data). A model that learns item factors and
 reads a new user's taste from a few ratings beats item means; item means beat the global mean.
 """
 
@@ -24,6 +26,7 @@ def planted_ratings(
     min_ratings: int = 15,
     max_ratings: int = 40,
     noise: float = 0.3,
+    selection: float = 0.0,
     seed: int = 0,
 ) -> Ratings:
     """A :class:`Ratings` table with planted structure (see the module docstring).
@@ -46,7 +49,13 @@ def planted_ratings(
     rows, time = [], 0.0
     for u in range(n_users):
         k = int(torch.randint(min_ratings, max_ratings + 1, (), generator=g))
-        items = torch.randperm(n_items, generator=g)[:k]
+        if (
+            selection > 0
+        ):  # Gumbel top-k: k items without replacement, P proportional to exp(selection * match)
+            gumbel = -torch.log(-torch.log(torch.rand(n_items, generator=g).clamp(1e-12, 1 - 1e-12)))
+            items = torch.topk(selection * (factors @ taste[u]) + gumbel, k).indices
+        else:
+            items = torch.randperm(n_items, generator=g)[:k]
         raw = 3.0 + bias[items] + 0.6 * factors[items] @ taste[u] + noise * torch.randn(k, generator=g)
         for i, r in zip(items.tolist(), raw.round().clamp(1, 5).tolist(), strict=True):
             time += 1.0

@@ -28,11 +28,12 @@ def test_top_n_for_a_new_user_from_csv(tmp_path, split, name):
     kwargs = {"settings": EpisodeSettings(steps=3, meta_batch=4, validate_every=3)} if name == "melu" else {}
     model = create_recommender(name, **kwargs)
     model.fit(split)
-    task = new_user_task(split.ratings, pairs)
+    task = new_user_task(split.ratings.item_ids, pairs, user=split.ratings.n_users)
     assert int(task.support_x[0, 0]) == split.ratings.n_users  # a new user: features unknown
-    top = top_n(model, task, split.ratings, n=5)
-    assert len(top) == 5 and not {"i1", "i2", "i4"} & {item for item, _ in top}
-    scores = [s for _, s in top]
+    top = top_n(model, task, split.ratings.item_ids, n=5)
+    assert len(top) == 5 and not {"i1", "i2", "i4"} & {r.item for r in top}
+    assert all(r.rating == r.score for r in top)  # these rank by their predicted ratings
+    scores = [r.score for r in top]
     assert scores == sorted(scores, reverse=True)
     all_scores = model.scores(task)
     unseen = torch.ones(split.ratings.n_items, dtype=torch.bool)
@@ -43,9 +44,9 @@ def test_top_n_for_a_new_user_from_csv(tmp_path, split, name):
 
 def test_new_user_errors(tmp_path, split):
     with pytest.raises(RatingsFormatError, match="item 'i999' is not in the catalogue"):
-        new_user_task(split.ratings, [("i999", 3.0)])
+        new_user_task(split.ratings.item_ids, [("i999", 3.0)], user=0)
     with pytest.raises(RatingsFormatError, match="empty"):
-        new_user_task(split.ratings, [])
+        new_user_task(split.ratings.item_ids, [], user=0)
     (tmp_path / "bad.csv").write_text("item,rating\ni1,five\n")
     with pytest.raises(RatingsFormatError, match=r"bad\.csv:2: rating 'five'"):
         read_user_ratings(tmp_path / "bad.csv")

@@ -28,7 +28,11 @@ from metadl.tasks.task import Task
 
 
 class Recommender(Protocol):
-    """Fitted on meta-train users; scores the catalogue for a new user's support ratings."""
+    """Fitted on meta-train users; scores the catalogue for a new user's support ratings.
+
+    ``scores(task)``: ``(n_items,)`` predicted ratings (or an order when ``predicts_ratings`` is False);
+    ``ranking(task)``: ``(n_items,)`` the order in which to recommend (every baseline: its scores).
+    """
 
     predicts_ratings: ClassVar[bool]
 
@@ -36,13 +40,25 @@ class Recommender(Protocol):
 
     def scores(self, task: Task) -> Tensor: ...
 
+    def ranking(self, task: Task) -> Tensor: ...
+
+
+class RankedByScores:
+    """The baselines' ``ranking``: recommend in the order of ``scores``."""
+
+    def scores(self, task: Task) -> Tensor:
+        raise NotImplementedError
+
+    def ranking(self, task: Task) -> Tensor:
+        return self.scores(task)
+
 
 def support_of(task: Task) -> tuple[Tensor, Tensor]:
     """The support's item indices ``(S,)`` and ratings ``(S,)``."""
     return task.support_x[:, 1], task.support_y[:, 0]
 
 
-class RandomOrder:
+class RandomOrder(RankedByScores):
     """Uniform random scores from a seeded generator."""
 
     predicts_ratings: ClassVar[bool] = False
@@ -58,7 +74,7 @@ class RandomOrder:
         return torch.rand(self.n_items, generator=self.generator)
 
 
-class GlobalMean:
+class GlobalMean(RankedByScores):
     """The meta-train mean rating for every item."""
 
     predicts_ratings: ClassVar[bool] = True
@@ -70,7 +86,7 @@ class GlobalMean:
         return self.value
 
 
-class ItemMean:
+class ItemMean(RankedByScores):
     """Each item's meta-train mean rating, shrunk towards the global mean."""
 
     predicts_ratings: ClassVar[bool] = True
@@ -85,7 +101,7 @@ class ItemMean:
         return self.value
 
 
-class UserItemBias:
+class UserItemBias(RankedByScores):
     """``mu + b_i + b_u`` with the user's bias read from the support (shrunk by ``user_damping``)."""
 
     predicts_ratings: ClassVar[bool] = True
@@ -102,7 +118,7 @@ class UserItemBias:
         return self.item + residual.sum() / (len(residual) + self.user_damping)
 
 
-class Popularity:
+class Popularity(RankedByScores):
     """The number of meta-train ratings of each item."""
 
     predicts_ratings: ClassVar[bool] = False
@@ -114,7 +130,7 @@ class Popularity:
         return self.value
 
 
-class MatrixFactorisation:
+class MatrixFactorisation(RankedByScores):
     """Biased MF on meta-train ratings; a new user's factors fitted on the support in closed form.
 
     Args:

@@ -33,8 +33,15 @@ LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 RELEVANT_RATING = 4.0
 
 
-def user_metrics(scores: torch.Tensor, task: Task, *, predicts_ratings: bool) -> dict[str, float]:
-    """The metrics of one user (``nan`` where undefined), keys as in ``METRICS``."""
+def user_metrics(
+    scores: torch.Tensor, task: Task, *, predicts_ratings: bool, ranking: torch.Tensor | None = None
+) -> dict[str, float]:
+    """The metrics of one user (``nan`` where undefined), keys as in ``METRICS``.
+
+    ``scores`` are the predicted ratings of every item (``mae``, ``rmse``, ``ndcg@5``); ``ranking``
+    (default: ``scores``) orders the catalogue for ``ndcg@10_full`` and ``recall@10_full``.
+    """
+    ranking = scores if ranking is None else ranking
     q_items, q_ratings = task.query_x[:, 1], task.query_y[:, 0]
     predicted = scores[q_items].numpy()
     actual = q_ratings.numpy()
@@ -42,7 +49,7 @@ def user_metrics(scores: torch.Tensor, task: Task, *, predicts_ratings: bool) ->
     keep[task.support_x[:, 1]] = False
     relevant = torch.zeros(len(scores), dtype=torch.bool)
     relevant[q_items[q_ratings >= RELEVANT_RATING]] = True
-    full_scores, full_rel = scores[keep].numpy(), relevant[keep].numpy()
+    full_scores, full_rel = ranking[keep].numpy(), relevant[keep].numpy()
     return {
         "mae": mae(predicted, actual) if predicts_ratings else math.nan,
         "rmse": rmse(predicted, actual) if predicts_ratings else math.nan,
@@ -55,8 +62,10 @@ def user_metrics(scores: torch.Tensor, task: Task, *, predicts_ratings: bool) ->
 def evaluate_users(recommender: Recommender, tasks: Sequence[Task]) -> dict[str, np.ndarray]:
     """Per-user metric values ``{metric: (n_users,)}`` of a fitted recommender."""
     rows = [
-        user_metrics(recommender.scores(t), t, predicts_ratings=recommender.predicts_ratings) for t in tasks
-    ]
+        user_metrics(recommender.scores(t), t, predicts_ratings=recommender.predicts_ratings,
+                     ranking=recommender.ranking(t))
+        for t in tasks
+    ]  # fmt: skip
     return {m: np.array([r[m] for r in rows]) for m in METRICS}
 
 

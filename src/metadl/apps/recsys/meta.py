@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -21,11 +21,13 @@ from torch import Tensor
 
 from metadl.algorithms.base import Learner
 from metadl.algorithms.melu import MeLU
+from metadl.apps.recsys.evaluate import user_metrics
 from metadl.apps.recsys.protocol import ColdStartSplit
 from metadl.apps.recsys.ridge import UserRidge
+from metadl.apps.recsys.twohead import TwoHeadRecommender
 from metadl.evaluation.ranking import mae
 from metadl.models.melu import MeLUNet
-from metadl.tasks.task import Task
+from metadl.tasks.task import Task, TaskBatch
 from metadl.training.meta import meta_step
 
 
@@ -63,15 +65,23 @@ class MetaRecommender:
     Args:
         build: ``build(split) -> learner`` (a fresh learner for the split's features and catalogue).
         settings: the episodic training settings.
+        select: what picks the best weights on validation users: their query ``"mae"``, or the
+            learner's own meta-loss (``"loss"``, for a learner trained on more than ratings).
     """
 
     predicts_ratings: ClassVar[bool] = True
 
     def __init__(
-        self, build: Callable[[ColdStartSplit], Learner], settings: EpisodeSettings = DEFAULT_EPISODES
+        self,
+        build: Callable[[ColdStartSplit], Learner],
+        settings: EpisodeSettings = DEFAULT_EPISODES,
+        *,
+        select: Literal["mae", "loss"] = "mae",
     ) -> None:
-        self.build, self.settings = build, settings
-        self.history: list[tuple[int, float]] = []  # (step, validation MAE)
+        if select not in ("mae", "loss"):
+            raise ValueError(f"select={select!r}; use 'mae' or 'loss'")
+        self.build, self.settings, self.select = build, settings, select
+        self.history: list[tuple[int, float]] = []  # (step, validation value)
 
     def fit(self, split: ColdStartSplit) -> None:
         s = self.settings
@@ -95,16 +105,21 @@ class MetaRecommender:
             k = shots[int(torch.randint(len(shots), (), generator=g))]
             meta_step(learner, sources[k].sample_batch(s.meta_batch), optimizer, grad_clip=s.grad_clip)
             if step % s.validate_every == 0 or step == s.steps:
-                value = self.validation_mae(val_tasks)
+                value = self.validation_error(val_tasks)
                 self.history.append((step, value))
                 if value < best:
                     best, best_state = value, copy.deepcopy(learner.state_dict())
         learner.load_state_dict(best_state)
         learner.eval()
 
-    def validation_mae(self, tasks: Sequence[Task]) -> float:
+    def validation_error(self, tasks: Sequence[Task]) -> float:
+        """Mean query MAE (``select="mae"``) or meta-loss (``"loss"``) of the validation users; lower is better."""
         self.learner.eval()
-        errors = [mae(self.predict(t, t.query_x).numpy(), t.query_y[:, 0].numpy()) for t in tasks]
+        with torch.no_grad():
+            if self.select == "mae":
+                errors = [mae(self.predict(t, t.query_x).numpy(), t.query_y[:, 0].numpy()) for t in tasks]
+            else:
+                errors = [float(self.learner(TaskBatch.stack([t])).loss) for t in tasks]
         self.learner.train()
         return float(np.mean(errors))
 
@@ -114,6 +129,9 @@ class MetaRecommender:
 
     def scores(self, task: Task) -> Tensor:
         return self.predict(task, catalogue(task, self.n_items))
+
+    def ranking(self, task: Task) -> Tensor:
+        return self.scores(task)
 
 
 def melu_builder(
@@ -146,5 +164,83 @@ def ridge_builder(*, dim: int = 32, lam: float = 1.0) -> Callable[[ColdStartSpli
 
     def build(split: ColdStartSplit) -> Learner:
         return UserRidge(n_items=split.ratings.n_items, dim=dim, lam=lam, global_mean=split.stats.global_mean)
+
+    return build
+
+
+BETAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+class TwoHeadMetaRecommender:
+    """:class:`~metadl.apps.recsys.twohead.TwoHeadRecommender` meta-trained on a split, ranking by both heads.
+
+    Ratings (``scores``) come from the rating head; the catalogue is ranked (``ranking``) by
+    ``log p(rated) + beta * rating``, with ``beta`` from ``betas`` chosen by the mean ``ndcg@10_full``
+    of the split's validation users (never its test users). The best weights are those with the lowest
+    meta-loss on validation users.
+
+    Args:
+        settings: the episodic training settings. betas: the candidates for ``beta``.
+        **kwargs: :class:`TwoHeadRecommender`'s (``dim``, ``implicit_dim``, ``inner_lr``, ...).
+    """
+
+    predicts_ratings: ClassVar[bool] = True
+
+    def __init__(
+        self, settings: EpisodeSettings = DEFAULT_EPISODES, *, betas: Sequence[float] = BETAS, **kwargs: Any
+    ) -> None:
+        if not betas:
+            raise ValueError("betas is empty; give at least one weight of the rating head in the ranking")
+        self.meta = MetaRecommender(twohead_builder(**kwargs), settings, select="loss")
+        self.betas = tuple(float(b) for b in betas)
+        self.beta = self.betas[0]
+        self.validation_ndcg: dict[float, float] = {}
+        self.learner: TwoHeadRecommender | None = None
+
+    @classmethod
+    def fitted(cls, learner: TwoHeadRecommender, beta: float) -> TwoHeadMetaRecommender:
+        """A recommender around an already meta-trained learner (a saved one, say)."""
+        rec = cls(betas=(beta,))
+        rec.learner = learner.eval()
+        return rec
+
+    def fit(self, split: ColdStartSplit) -> None:
+        self.meta.fit(split)
+        learner = self.meta.learner
+        assert isinstance(learner, TwoHeadRecommender)  # built by twohead_builder
+        self.learner = learner
+        heads = [(t, learner.user_scores(t.support_x, t.support_y)) for t in split.tasks("val")]
+        for beta in self.betas:
+            values = [user_metrics(r, t, predicts_ratings=True, ranking=lp + beta * r)["ndcg@10_full"]
+                      for t, (r, lp) in heads]  # fmt: skip
+            self.validation_ndcg[beta] = 0.0 if np.isnan(values).all() else float(np.nanmean(values))
+        self.beta = max(self.betas, key=lambda b: (self.validation_ndcg[b], -self.betas.index(b)))
+
+    def _heads(self, task: Task) -> tuple[Tensor, Tensor]:
+        if self.learner is None:
+            raise ValueError("the two-head recommender is not fitted; call fit(split) first")
+        return self.learner.user_scores(task.support_x, task.support_y)
+
+    def scores(self, task: Task) -> Tensor:
+        return self._heads(task)[0]
+
+    def ranking(self, task: Task) -> Tensor:
+        ratings, log_p = self._heads(task)
+        return log_p + self.beta * ratings
+
+
+def twohead_builder(
+    *, dim: int = 4, implicit_dim: int = 32, user_damping: float = 3.0, inner_lr: float = 0.1,
+    inner_steps: int = 1, eval_inner_steps: int | None = 3, implicit_weight: float = 0.1,
+    rating_loss: Literal["mse", "l1"] = "l1",
+) -> Callable[[ColdStartSplit], Learner]:  # fmt: skip
+    """``build(split)`` for a :class:`TwoHeadRecommender` on the split's meta-train item statistics."""
+
+    def build(split: ColdStartSplit) -> Learner:
+        return TwoHeadRecommender(
+            item_mean=split.stats.item_mean(), item_count=split.stats.count, dim=dim, implicit_dim=implicit_dim,
+            user_damping=user_damping, inner_lr=inner_lr, inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps, implicit_weight=implicit_weight, rating_loss=rating_loss, seed=0,
+        )  # fmt: skip
 
     return build

@@ -2,7 +2,7 @@
 
 Example:
     >>> list_recommenders()
-    ['global_mean', 'item_mean', 'melu', 'melu_full', 'mf', 'popularity', 'random', 'ridge', 'user_item_bias']
+    ['global_mean', 'item_mean', 'melu', 'melu_full', 'mf', 'popularity', 'random', 'ridge', 'twohead', 'user_item_bias']
     >>> type(create_recommender("item_mean", damping=2.0)).__name__
     'ItemMean'
 """
@@ -26,6 +26,7 @@ from metadl.apps.recsys.meta import (
     DEFAULT_EPISODES,
     EpisodeSettings,
     MetaRecommender,
+    TwoHeadMetaRecommender,
     melu_builder,
     ridge_builder,
 )
@@ -53,6 +54,7 @@ RECOMMENDERS: dict[str, Callable[..., Recommender]] = {
     "melu": _melu,
     "melu_full": _melu_full,
     "ridge": _ridge,
+    "twohead": TwoHeadMetaRecommender,
 }
 BASELINES = ("random", "global_mean", "item_mean", "user_item_bias", "popularity", "mf")
 
@@ -68,7 +70,7 @@ def create_recommender(name: str, **kwargs: Any) -> Recommender:
         build = RECOMMENDERS[name]
     except KeyError:
         raise ValueError(f"unknown recommender {name!r}; choose one of {list_recommenders()}") from None
-    if name not in ("melu", "melu_full", "ridge"):
+    if name not in ("melu", "melu_full", "ridge", "twohead"):
         try:
             inspect.signature(build).bind(**kwargs)
         except TypeError as err:
