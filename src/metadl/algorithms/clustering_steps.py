@@ -21,13 +21,15 @@ that the engine's accuracy is the clustering accuracy. The partition itself neve
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
+
+from metadl.algorithms.base import Learner
 
 
 class ClusteringError(ValueError):
@@ -40,6 +42,16 @@ class Clusterer(Protocol):
     def cluster(self, x: Tensor, k: int | None = None, *, seed: int = 0) -> Tensor:
         """Partition ``x (n, *x_shape)`` into ``k`` clusters (estimated when None): ``(n,)`` int64 ids."""
         ...
+
+
+def as_clusterer(learner: Learner) -> Clusterer:
+    """``learner`` as a :class:`Clusterer`, when it declares ``Capabilities(clustering=True)``; else a one-line error."""
+    if not learner.capabilities.clustering:
+        raise ClusteringError(
+            f"{type(learner).__name__} does not cluster (it declares no clustering capability); "
+            "train a clustering learner such as 'softkmeans' or 'pairwise' (config cluster_omniglot_lake)"
+        )
+    return cast(Clusterer, learner)
 
 
 def check_k(k: int, n: int) -> None:
