@@ -130,7 +130,7 @@ def kmeans(
     by ``seed``; the run with the lowest within-cluster sum of squares is kept.
     """
     check_k(k, len(z))
-    z = z.detach().double()
+    z = z.detach().float()
     gen = torch.Generator().manual_seed(seed)
     best: tuple[Tensor, float] | None = None
     for r in range(max(1, restarts)):
@@ -142,7 +142,7 @@ def kmeans(
             if torch.equal(new, labels):
                 break
             labels = new
-            one_hot = F.one_hot(labels, k).double()
+            one_hot = F.one_hot(labels, k).to(z)
             counts = one_hot.sum(0)
             means = one_hot.T @ z / counts.clamp(min=1).unsqueeze(-1)
             mu = torch.where(counts.unsqueeze(-1) > 0, means, mu)  # an emptied cluster keeps its centroid
