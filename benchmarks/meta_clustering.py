@@ -69,15 +69,27 @@ def train_method(method: str, data: LakeData, iterations: int, seed: int) -> tup
         sampler = EpisodeSampler(data.train, n_way=60, k_shot=1, n_query=5, seed=seed)
         optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, 2000, 0.5)
-        meta_train(learner, sampler, optimizer, iterations=iterations, meta_batch=1,
-                   on_step=lambda _i, _o: schedule.step())
+        meta_train(
+            learner,
+            sampler,
+            optimizer,
+            iterations=iterations,
+            meta_batch=1,
+            on_step=lambda _i, _o: schedule.step(),
+        )
         return learner.backbone, {"iterations": iterations}  # type: ignore[attr-defined]
     learner = create_learner(method, backbone=conv4(), n_way=CLUSTER_EPISODE["n_way"])
     sampler = EpisodeSampler(data.train, seed=seed, **CLUSTER_EPISODE)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, max(1, iterations // 2), 0.5)
-    history = meta_train(learner, sampler, optimizer, iterations=iterations, meta_batch=1,
-                         on_step=lambda _i, _o: schedule.step())
+    history = meta_train(
+        learner,
+        sampler,
+        optimizer,
+        iterations=iterations,
+        meta_batch=1,
+        on_step=lambda _i, _o: schedule.step(),
+    )
     tail = history[-100:]
     return learner, {"iterations": iterations, "final_loss": sum(r["loss"] for r in tail) / len(tail)}
 
@@ -94,9 +106,14 @@ def choose_clusterer(method: str, model: Any, data: LakeData) -> tuple[Clusterer
             return model, {"threshold": model.threshold, "val_k_relative_error": errors[model.threshold]}
         return model, {}
     embed = pixels if model is None else backbone_features(model)
-    scores = {n: evaluate_clustering(EmbeddingKMeans(embed, normalize=n), data.val).mean for n in (False, True)}
+    scores = {
+        n: evaluate_clustering(EmbeddingKMeans(embed, normalize=n), data.val).mean for n in (False, True)
+    }
     normalize = max(scores, key=lambda n: (scores[n], not n))
-    return EmbeddingKMeans(embed, normalize=normalize), {"normalize": normalize, "val_accuracy": scores[normalize]}
+    return EmbeddingKMeans(embed, normalize=normalize), {
+        "normalize": normalize,
+        "val_accuracy": scores[normalize],
+    }
 
 
 def summary(r: ClusteringEvalResult) -> dict[str, Any]:
@@ -113,13 +130,20 @@ def run(method: str, root: str, iterations: int, seed: int, out: Path) -> None:
     train_s = time.perf_counter() - start
     clusterer, chosen = choose_clusterer(method, model, data)
     start = time.perf_counter()
-    results = {"true": summary(evaluate_clustering(clusterer, data.test, k="true", seed=seed)),
-               "100": summary(evaluate_clustering(clusterer, data.test, k=100, seed=seed))}
+    results = {
+        "true": summary(evaluate_clustering(clusterer, data.test, k="true", seed=seed)),
+        "100": summary(evaluate_clustering(clusterer, data.test, k=100, seed=seed)),
+    }
     if method == "pairwise":
         results["estimate"] = summary(evaluate_clustering(clusterer, data.test, k="estimate", seed=seed))
     row = {
-        "method": method, "seed": seed, "train_s": train_s, "eval_s": time.perf_counter() - start,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **notes, **chosen,
+        "method": method,
+        "seed": seed,
+        "train_s": train_s,
+        "eval_s": time.perf_counter() - start,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **notes,
+        **chosen,
         "results": results,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +156,9 @@ def pct(d: dict[str, Any]) -> str:
 
 
 def report(folder: Path) -> None:
-    print("| method | acc, true k | acc, k = 100 | NMI (true k / 100) | ARI (true k / 100) | train | peak RSS |")
+    print(
+        "| method | acc, true k | acc, k = 100 | NMI (true k / 100) | ARI (true k / 100) | train | peak RSS |"
+    )
     print("|---|---|---|---|---|---|---|")
     for method in METHODS:
         path = folder / f"{method}.json"
@@ -140,12 +166,16 @@ def report(folder: Path) -> None:
             continue
         r = json.loads(path.read_text())
         t, h = r["results"]["true"], r["results"]["100"]
-        print(f"| {method} | {pct(t)} | {pct(h)} | {t['nmi']:.3f} / {h['nmi']:.3f} | {t['ari']:.3f} / {h['ari']:.3f} "
-              f"| {r['train_s'] / 60:.1f} min | {r['peak_rss_mib']:.0f} MiB |")
+        print(
+            f"| {method} | {pct(t)} | {pct(h)} | {t['nmi']:.3f} / {h['nmi']:.3f} | {t['ari']:.3f} / {h['ari']:.3f} "
+            f"| {r['train_s'] / 60:.1f} min | {r['peak_rss_mib']:.0f} MiB |"
+        )
         if "estimate" in r["results"]:
             e = r["results"]["estimate"]
-            print(f"| {method}, k estimated (threshold {r['threshold']}) | {pct(e)} | | {e['nmi']:.3f} | {e['ari']:.3f} "
-                  f"| k exact in {100 * e['k_exact']:.0f}% of alphabets, mean relative error {e['k_relative_error']:.2f} | |")
+            print(
+                f"| {method}, k estimated (threshold {r['threshold']}) | {pct(e)} | | {e['nmi']:.3f} | {e['ari']:.3f} "
+                f"| k exact in {100 * e['k_exact']:.0f}% of alphabets, mean relative error {e['k_relative_error']:.2f} | |"
+            )
 
 
 def main() -> None:

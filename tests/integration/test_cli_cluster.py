@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_runs import train_tiny_run, write_images
 
 from metadl.cli import main
-
-from cli_runs import train_tiny_run, write_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

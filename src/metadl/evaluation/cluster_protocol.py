@@ -122,7 +122,9 @@ class ClusteringEvalResult:
         }
         if self.k == ESTIMATE_K:
             out.update(k_exact=self.k_exact, k_relative_error=self.k_relative_error)
-        out["per_group"] = [{"group": g.group, "examples": g.examples, **g.scores.to_dict()} for g in self.groups]
+        out["per_group"] = [
+            {"group": g.group, "examples": g.examples, **g.scores.to_dict()} for g in self.groups
+        ]
         return out
 
     def __str__(self) -> str:

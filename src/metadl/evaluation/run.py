@@ -145,7 +145,13 @@ def eval_report(
     """What ``metadl eval --json`` prints: the result and the protocol that produced it (and, for a
     learner that predicts a variance, ``mse``, ``nll``, ``coverage95`` and ``baselines``)."""
     if isinstance(result, ClusteringEvalResult):
-        return {**result.to_dict(), "dataset": cfg.dataset.name, "split": cfg.eval.split, "seed": cfg.eval.seed, **info}
+        return {
+            **result.to_dict(),
+            "dataset": cfg.dataset.name,
+            "split": cfg.eval.split,
+            "seed": cfg.eval.seed,
+            **info,
+        }
     ways, shots, queries = cfg.eval_shape()
     return {
         **result.to_dict(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fewshot_blobs import IN_FEATURES, backbone, blobs
 from sklearn.cluster import KMeans
 
 from metadl.algorithms import create_learner
@@ -20,14 +21,14 @@ from metadl.models import create_backbone
 from metadl.tasks.samplers import EpisodeSampler
 from metadl.training.meta import meta_train
 
-from fewshot_blobs import IN_FEATURES, backbone, blobs
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLUSTERERS = ("softkmeans", "pairwise")
 
 
-def separated_blobs(k: int = 6, per: int = 15, seed: int = 0, dim: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+def separated_blobs(
+    k: int = 6, per: int = 15, seed: int = 0, dim: int = 5
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     centres = 20 * torch.randn(k, dim, generator=g)
     x = centres.repeat_interleave(per, 0) + 0.5 * torch.randn(k * per, dim, generator=g)
@@ -47,7 +48,7 @@ def test_soft_kmeans_step_is_the_weighted_mean() -> None:
     z = torch.tensor([[0.0], [1.0], [10.0]], dtype=torch.float64)
     mu = torch.tensor([[0.0], [10.0]], dtype=torch.float64)
     _, new = soft_kmeans(z, mu, 1.0, 1)
-    a = torch.softmax(-(z - mu.T) ** 2, -1)  # closed form of one step
+    a = torch.softmax(-((z - mu.T) ** 2), -1)  # closed form of one step
     expected = (a.T @ z) / a.sum(0).unsqueeze(-1)
     assert torch.allclose(new, expected)
 
@@ -135,7 +136,9 @@ def test_seeded_training_and_clustering_are_deterministic(name: str) -> None:
     def run() -> torch.Tensor:
         net = create_learner(name, backbone=backbone(1), n_way=5)
         train = EpisodeSampler(blobs(64, 20, seed=0), n_way=5, k_shot=5, n_query=5, seed=2)
-        meta_train(net, train, torch.optim.Adam(net.parameters(), 3e-3), iterations=5, meta_batch=2, progress=False)
+        meta_train(
+            net, train, torch.optim.Adam(net.parameters(), 3e-3), iterations=5, meta_batch=2, progress=False
+        )
         x = blobs(8, 10, seed=4).data
         return net.cluster(x, 8, seed=3)
 

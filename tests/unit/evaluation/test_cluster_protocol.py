@@ -61,7 +61,9 @@ def test_estimated_k_is_reported_with_how_often_it_is_right() -> None:
     result = evaluate_clustering(net, data, k="estimate")
     assert result.k_exact == 1.0 and result.k_relative_error == 0.0
     report = result.to_dict()
-    assert report["metric"] == "clustering_accuracy" and report["k"] == "estimate" and report["k_exact"] == 1.0
+    assert (
+        report["metric"] == "clustering_accuracy" and report["k"] == "estimate" and report["k_exact"] == 1.0
+    )
     assert "k exact in 100% of groups" in str(result)
 
 
@@ -71,7 +73,11 @@ def test_k_larger_than_a_group_is_a_one_line_error() -> None:
 
 
 def test_parse_k_and_groups() -> None:
-    assert [parse_k(v) for v in (None, "true", "True", "estimate", "100", 7)] == ["true"] * 3 + ["estimate", 100, 7]
+    assert [parse_k(v) for v in (None, "true", "True", "estimate", "100", 7)] == ["true"] * 3 + [
+        "estimate",
+        100,
+        7,
+    ]
     for bad in ("0", "-2", "many"):
         with pytest.raises(ClusteringError, match="positive integer"):
             parse_k(bad)

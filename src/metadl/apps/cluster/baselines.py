@@ -24,7 +24,9 @@ class EmbeddingKMeans:
         [0, 0, 0, 0, 1, 1, 1, 1]
     """
 
-    def __init__(self, embed: Callable[[Tensor], Tensor], *, normalize: bool = False, restarts: int = 10) -> None:
+    def __init__(
+        self, embed: Callable[[Tensor], Tensor], *, normalize: bool = False, restarts: int = 10
+    ) -> None:
         self.embed, self.normalize, self.restarts = embed, normalize, restarts
 
     @torch.no_grad()

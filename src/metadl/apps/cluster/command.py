@@ -40,8 +40,12 @@ def add_command(sub: Any) -> None:
         "(or any clustering learner) and prints file,cluster lines. Without --k the number of clusters is "
         "estimated (the 'pairwise' learner: its same-class probability cut at its threshold).",
     )
-    parser.add_argument("model", metavar="MODEL", help="saved model folder (or its metadl.json), or run folder")
-    parser.add_argument("--images", required=True, metavar="DIR", help="a folder of images (searched recursively)")
+    parser.add_argument(
+        "model", metavar="MODEL", help="saved model folder (or its metadl.json), or run folder"
+    )
+    parser.add_argument(
+        "--images", required=True, metavar="DIR", help="a folder of images (searched recursively)"
+    )
     parser.add_argument("--k", type=_positive, metavar="K", help="number of clusters (default: estimated)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means restarts (default 0)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {file, cluster}")

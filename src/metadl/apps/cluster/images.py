@@ -32,7 +32,9 @@ def cluster_folder(
     """
     clusterer = as_clusterer(model.learner)
     if model.preprocessing is None:
-        raise ClusteringError(f"the model at {model.path} records no image preprocessing; it does not take images")
+        raise ClusteringError(
+            f"the model at {model.path} records no image preprocessing; it does not take images"
+        )
     found = load_images(images, model.preprocessing)
     if k is not None:
         check_k(k, len(found.x))
