@@ -51,8 +51,11 @@ CLUSTER_EPISODE = {"n_way": 20, "k_shot": 5, "n_query": 5}
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
 
 
+HIDDEN = [64]  # Conv-4 width, set by --hidden
+
+
 def conv4() -> torch.nn.Module:
-    return create_backbone("conv4", in_channels=1, hidden=64, image_size=28)
+    return create_backbone("conv4", in_channels=1, hidden=HIDDEN[0], image_size=28)
 
 
 def train_method(method: str, data: LakeData, iterations: int, seed: int) -> tuple[Any, dict[str, Any]]:
@@ -139,6 +142,7 @@ def run(method: str, root: str, iterations: int, seed: int, out: Path) -> None:
     row = {
         "method": method,
         "seed": seed,
+        "hidden": HIDDEN[0],
         "train_s": train_s,
         "eval_s": time.perf_counter() - start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -184,12 +188,14 @@ def main() -> None:
     parser.add_argument("--root", default="../shared/data/omniglot")
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=64, help="Conv-4 width (64 in the papers)")
     parser.add_argument("--out", type=Path, default=Path("bench/cluster"))
     parser.add_argument("--report", type=Path, metavar="FOLDER")
     args = parser.parse_args()
     if args.report:
         report(args.report)
     elif args.method:
+        HIDDEN[0] = args.hidden
         run(args.method, args.root, args.iterations, args.seed, args.out)
     else:
         parser.error("give --method or --report")
