@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from metadl import __version__
 from metadl.allocator import tune_malloc
+from metadl.apps.cluster import command as cluster_command
 from metadl.automl import command as recommend_command
 
 
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=_cmd_predict)
 
     recommend_command.add_command(sub)
+    cluster_command.add_command(sub)
 
     export = sub.add_parser(
         "export",

@@ -128,7 +128,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Test episodes; ``ways``/``shots``/``queries`` default to the sampler's. Validation uses the same shape."""
+    """Test episodes; ``ways``/``shots``/``queries`` default to the sampler's. Validation uses the same shape.
+
+    ``clusters`` applies to clustering learners only, which ``metadl eval`` scores by partitioning each
+    group of classes of ``split`` (``metadl.evaluation.cluster_protocol``): ``"true"`` (each group's
+    number of classes; quote it in YAML), a positive integer (e.g. 100), or ``"estimate"``.
+    """
 
     episodes: int = 1000
     ways: int | None = None
@@ -136,6 +141,7 @@ class EvalConfig:
     queries: int | None = None
     split: str = "test"
     seed: int = 0
+    clusters: str = "true"
 
 
 @dataclass(frozen=True)
@@ -499,6 +505,8 @@ def _check_values(cfg: Config) -> None:
         _check_range(f"sampler.{key}", getattr(cfg.sampler, key), 1)
     for key in ("ways", "shots", "queries", "episodes"):
         _check_range(f"eval.{key}", getattr(cfg.eval, key), 1)
+    if not re.fullmatch(r"true|True|estimate|[1-9][0-9]*", cfg.eval.clusters):  # --set gives True
+        _fail("eval.clusters", cfg.eval.clusters, "write true, estimate or a positive integer such as 100")
     o, t = cfg.optimizer, cfg.train
     _check_choice("optimizer.name", o.name, OPTIMIZERS)
     _check_choice("optimizer.schedule", o.schedule, SCHEDULES)

@@ -42,6 +42,7 @@ CONFIGS = [shipped_config(name) for name in list_configs()]
 # The names are a contract: scripts, docs and `metadl bench` call them by name.
 SHIPPED_NAMES = {
     "demo",
+    "cluster_omniglot_lake",
     *(f"{algo}_omniglot_5w{k}s" for algo in ("fomaml", "maml", "protonet", "reptile") for k in (1, 5)),
     "maml_omniglot_20w1s",
     "maml_omniglot_20w5s",

@@ -171,11 +171,15 @@ class Capabilities:
         regression: it takes ``out_features=`` instead of ``n_way=`` and float targets.
         uncertainty: on regression tasks it predicts a variance (``LearnerOutput.variance``,
             ``Predictor.predict_variance``) and its loss is the Gaussian negative log-likelihood.
+        clustering: it partitions unlabelled examples (``learner.cluster(x, k)``, the
+            :class:`~metadl.algorithms.clustering_steps.Clusterer` protocol); its ``forward`` clusters each
+            episode's support and query examples together and reports the clustering accuracy.
     """
 
     meta_trainable: bool = True
     regression: bool = False
     uncertainty: bool = False
+    clustering: bool = False
 
 
 class Learner(nn.Module):

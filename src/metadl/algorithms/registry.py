@@ -12,11 +12,13 @@ from metadl.algorithms.maml import FOMAML, MAML
 from metadl.algorithms.matchingnet import MatchingNet
 from metadl.algorithms.metasgd import MetaSGD
 from metadl.algorithms.neural_process import ANP, CNP
+from metadl.algorithms.pairwise import PairwiseSimilarityClusterer
 from metadl.algorithms.protonet import ProtoNet
 from metadl.algorithms.randomforest import RandomForestHead
 from metadl.algorithms.relationnet import RelationNet
 from metadl.algorithms.reptile import Reptile
 from metadl.algorithms.ridge import R2D2
+from metadl.algorithms.softkmeans import SoftKMeansClusterer
 from metadl.algorithms.svm import MetaSVM
 
 LEARNERS: dict[str, type[Learner]] = {
@@ -35,6 +37,8 @@ LEARNERS: dict[str, type[Learner]] = {
     "reptile": Reptile,
     "cnp": CNP,
     "anp": ANP,
+    "softkmeans": SoftKMeansClusterer,
+    "pairwise": PairwiseSimilarityClusterer,
 }
 
 

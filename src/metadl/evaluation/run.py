@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from metadl.algorithms.base import Learner
+from metadl.algorithms.clustering_steps import as_clusterer
 from metadl.config import (
     LEARNER_DERIVED,
     Config,
@@ -24,10 +25,11 @@ from metadl.config import (
     resolve_device,
 )
 from metadl.data.base import FewShotDataset
+from metadl.evaluation.cluster_protocol import ClusteringEvalResult, evaluate_clustering
 from metadl.evaluation.episodes import EvalResult, evaluate
 from metadl.evaluation.uncertainty import UncertaintyReport, evaluate_uncertainty
 from metadl.saving import load
-from metadl.training.build import make_sampler
+from metadl.training.build import load_dataset_split, make_sampler
 from metadl.training.trainer import load_trained
 
 
@@ -49,12 +51,31 @@ def evaluate_config(
     return evaluate(learner, sampler, episodes=cfg.eval.episodes, device=device, progress=progress)
 
 
+def evaluate_clustering_config(
+    cfg: Config,
+    learner: Learner,
+    *,
+    device: str | torch.device | None = None,
+    dataset: FewShotDataset | None = None,
+) -> ClusteringEvalResult:
+    """Partition each group of classes of ``cfg.eval.split`` (Omniglot: each alphabet) into
+    ``cfg.eval.clusters`` clusters and score it (:mod:`metadl.evaluation.cluster_protocol`)."""
+    device = resolve_device(cfg.device) if device is None else torch.device(device)
+    clusterer = as_clusterer(learner)
+    data = load_dataset_split(cfg, cfg.eval.split) if dataset is None else dataset
+    learner.to(device)
+    return evaluate_clustering(clusterer, data, k=cfg.eval.clusters, seed=cfg.eval.seed, device=device)
+
+
 def evaluate_run(
     cfg: Config, learner: nn.Module, *, baselines: bool = True, progress: bool = False
-) -> tuple[EvalResult, UncertaintyReport | None]:
+) -> tuple[EvalResult | ClusteringEvalResult, UncertaintyReport | None]:
     """What ``metadl eval`` reports: the episode score, and for a learner that predicts a variance (on
     regression tasks) its MSE, NLL and 95% coverage beside the per-task baselines (``baselines=False``
-    skips them). The episode score of such a learner is its MSE averaged per group (a named task's name)."""
+    skips them). The episode score of such a learner is its MSE averaged per group (a named task's name).
+    A clustering learner is scored by the clustering protocol instead (:func:`evaluate_clustering_config`)."""
+    if isinstance(learner, Learner) and learner.capabilities.clustering:
+        return evaluate_clustering_config(cfg, learner), None
     if not (isinstance(learner, Learner) and learner.capabilities.uncertainty):
         return evaluate_config(cfg, learner, progress=progress), None
     device = resolve_device(cfg.device)
@@ -116,10 +137,21 @@ def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def eval_report(
-    cfg: Config, result: EvalResult, info: dict[str, Any], uncertainty: UncertaintyReport | None = None
+    cfg: Config,
+    result: EvalResult | ClusteringEvalResult,
+    info: dict[str, Any],
+    uncertainty: UncertaintyReport | None = None,
 ) -> dict[str, Any]:
     """What ``metadl eval --json`` prints: the result and the protocol that produced it (and, for a
     learner that predicts a variance, ``mse``, ``nll``, ``coverage95`` and ``baselines``)."""
+    if isinstance(result, ClusteringEvalResult):
+        return {
+            **result.to_dict(),
+            "dataset": cfg.dataset.name,
+            "split": cfg.eval.split,
+            "seed": cfg.eval.seed,
+            **info,
+        }
     ways, shots, queries = cfg.eval_shape()
     return {
         **result.to_dict(),
@@ -134,8 +166,10 @@ def eval_report(
     }
 
 
-def eval_summary(cfg: Config, result: EvalResult) -> str:
+def eval_summary(cfg: Config, result: EvalResult | ClusteringEvalResult) -> str:
     """``"5-way 1-shot on omniglot test (seed 0): accuracy 98.10% ± 0.35% over 1000 episodes"``."""
+    if isinstance(result, ClusteringEvalResult):
+        return f"clustering {cfg.dataset.name} {cfg.eval.split} (seed {cfg.eval.seed}): {result}"
     ways, shots, _ = cfg.eval_shape()
     shape = f"{shots}-shot" if result.metric == "mse" else f"{ways}-way {shots}-shot"
     return f"{shape} on {cfg.dataset.name} {cfg.eval.split} (seed {cfg.eval.seed}): {result}"
