@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -218,11 +219,7 @@ def main() -> None:
         print(
             arm, {k: f"{100 * m:.2f} ± {100 * c:.2f}" for k, (m, c) in results[arm].test.items()}, flush=True
         )
-    command = "python benchmarks/generated_data.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}"
-        for k, v in vars(args).items()
-        if k in ("iterations", "episodes", "arms", "queries")
-    )
+    command = "nice -n 5 python benchmarks/generated_data.py " + " ".join(sys.argv[1:])
     text = table(results, args, command)
     print(text)
     if args.doc is not None:
