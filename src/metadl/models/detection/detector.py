@@ -8,7 +8,9 @@ and a neck turns both into an embedding map ``(B, dim, H/8, W/8)``. Two heads re
 - a replaceable classification head (:class:`.heads.CosineHead`): per-class heatmap logits.
 
 An object is detected at the cell holding its centre: peaks of the class heatmaps (3x3 local maxima),
-the top ``max_detections`` of them, decoded to boxes and filtered by class-wise NMS.
+the top ``max_detections`` of each class (COCO's AP counts up to 100 per image and class), decoded to
+boxes and filtered by class-wise NMS. Classes never compete for detections, so a class added to the
+head changes no other class's detections.
 
 Example:
     >>> det = CenterNetDetector(DetectorSpec(n_classes=3, hidden=8, dim=16))
@@ -139,17 +141,17 @@ def decode_detections(
     heat = out.logits.sigmoid()
     peaks = heat * (heat == F.max_pool2d(heat, 3, stride=1, padding=1))
     batch, classes, h, w = heat.shape
-    scores, index = peaks.flatten(1).topk(min(max_detections, classes * h * w), dim=1)
+    scores, cell = peaks.flatten(2).topk(min(max_detections, h * w), dim=2)  # (B, C, k) per class
+    labels_all = torch.arange(classes, device=cell.device)[:, None].expand_as(cell[0])
     results = []
     for b in range(batch):
         keep = scores[b] > score_threshold
-        idx = index[b][keep]
-        labels, cell = idx // (h * w), idx % (h * w)
-        rows, cols = cell // w, cell % w
+        labels, idx = labels_all[keep], cell[b][keep]
+        rows, cols = idx // w, idx % w
         regression = out.regression[b][:, rows, cols].T  # (N, 4)
         boxes = decode_boxes(torch.stack([cols, rows], dim=1), regression, STRIDE)
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, size[1])
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, size[0])
         kept = batched_nms(boxes, scores[b][keep], labels, iou_threshold)
-        results.append(Detections(boxes[kept], scores[b][keep][kept], labels[kept]))
+        results.append(Detections(boxes[kept], scores[b][keep][kept], labels[kept]))  # NMS within each class
     return results

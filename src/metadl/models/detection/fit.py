@@ -30,7 +30,7 @@ import torch
 from metadl.data.detection.tensors import DetectionTensors
 from metadl.models.detection.detector import CenterNetDetector
 from metadl.models.detection.heads import CosineHead
-from metadl.models.detection.loss import detection_loss
+from metadl.models.detection.loss import detection_loss, focal_loss, heatmap_targets
 
 
 @dataclass(frozen=True)
@@ -143,11 +143,17 @@ def fit_head(head: CosineHead, maps: FrozenMaps, data: DetectionTensors, setting
     params = list(head.parameters())
     optimizer, schedule = _optimizer(params, settings)
     generator = torch.Generator().manual_seed(settings.seed)
+    size = (maps.embeddings.shape[2], maps.embeddings.shape[3])
+    targets = torch.stack(
+        [
+            heatmap_targets(b, lab, head.n_classes, size)
+            for b, lab in zip(data.boxes, data.labels, strict=True)
+        ]
+    )  # the detector is frozen: every image's targets are computed once
+    counts = torch.tensor([len(b) for b in data.boxes])
     for _ in range(settings.steps):
         index = torch.randperm(len(data), generator=generator)[: settings.batch_size]
-        batch = data.select(index.tolist())
-        logits = head(maps.embeddings[index])
-        loss = detection_loss(logits, maps.regression[index], batch.boxes, batch.labels).heatmap
+        loss = focal_loss(head(maps.embeddings[index]), targets[index], int(counts[index].sum()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -56,6 +56,16 @@ def heatmap_targets(boxes: Tensor, labels: Tensor, n_classes: int, size: tuple[i
     return target
 
 
+def focal_loss(logits: Tensor, target: Tensor, n_objects: int) -> Tensor:
+    """The penalty-reduced focal loss of heatmap ``logits`` against Gaussian ``target`` (same shape)."""
+    positive = target == 1
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    p = logits.sigmoid()
+    pos_loss = -(((1 - p) ** 2) * log_p)[positive].sum()
+    neg_loss = -(((1 - target) ** 4) * (p**2) * log_not_p)[~positive].sum()
+    return (pos_loss + neg_loss) / max(1, n_objects)
+
+
 def detection_loss(
     logits: Tensor, regression: Tensor, boxes: list[Tensor], labels: list[Tensor]
 ) -> DetectionLoss:
@@ -65,13 +75,8 @@ def detection_loss(
     target = torch.stack(
         [heatmap_targets(b, lab, classes, (h, w)) for b, lab in zip(boxes, labels, strict=True)]
     )
-    target = target.to(logits.device)
-    positive = target == 1
-    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
-    p = logits.sigmoid()
-    pos_loss = -(((1 - p) ** 2) * log_p)[positive].sum()
-    neg_loss = -(((1 - target) ** 4) * (p**2) * log_not_p)[~positive].sum()
     n_objects = max(1, sum(len(b) for b in boxes))
+    heat = focal_loss(logits, target.to(logits.device), n_objects)
     box_loss = logits.new_zeros(())
     for b, image_boxes in enumerate(boxes):
         if len(image_boxes) == 0:
@@ -79,6 +84,5 @@ def detection_loss(
         cells, reg_target = encode_boxes(image_boxes.to(logits.device), STRIDE)
         cols, rows = cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)
         box_loss = box_loss + F.l1_loss(regression[b][:, rows, cols].T, reg_target, reduction="sum")
-    heat = (pos_loss + neg_loss) / n_objects
     box = box_loss / n_objects
     return DetectionLoss(heat + box, heat, box)
