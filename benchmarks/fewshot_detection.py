@@ -108,14 +108,14 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def baselines(args: argparse.Namespace) -> None:
-    """Fine-tune everything from the base detector, and train from scratch, on each K-shot sample (seed 0)."""
+    """Fine-tune everything from the base detector, and train from scratch, on the K-shot sample of seed 0."""
     cfg = config(args)
     bench = BenchmarkData.open(args.out / "scenes")
     truth = bench.read("test")
     test = tensors(truth, bench)
     base = load_detector(args.out / "base").detector
     rows = []
-    for k in cfg.eval.shots:
+    for k in args.baseline_shots:
         shots = tensors(bench.shots(k, cfg.eval.seed), bench)
         for name in ("finetune_all", "scratch"):
             torch.manual_seed(0)
@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--which", choices=["base", "oracle"], default="base")
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--baseline-steps", type=int, default=100)
+    parser.add_argument("--baseline-shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -37,7 +37,7 @@ def train_command(config: Path | None, run_dir: str | Path, overrides: list[str]
     cfg = None if config is None else load_detect_config(config, overrides)
     result = train_detection(cfg, run_dir, resume=resume, time_limit=time_limit, progress=progress)
     print(f"run folder {result.run_dir}; model saved to {result.model_dir} (step {result.steps_done})")
-    return result.exit_code
+    return 0
 
 
 def eval_command(args: argparse.Namespace) -> int:

@@ -36,12 +36,12 @@ from metadl.validation import read_json
 
 @dataclass(frozen=True)
 class DetectTrainResult:
-    """Where the run is, how far it got, and the exit code (0 finished, 3 stopped by the time limit)."""
+    """Where the run is, how far it got, and whether the time limit stopped it (``--resume`` continues)."""
 
     run_dir: Path
     model_dir: Path
     steps_done: int
-    exit_code: int
+    stopped: bool
 
 
 def benchmark_folder(cfg: DetectConfig, run_dir: Path) -> Path:
@@ -145,4 +145,4 @@ def train_detection(
         print(
             f"time limit reached at step {trainer.steps_done}; continue with: metadl train --resume {folder.path}"
         )
-    return DetectTrainResult(folder.path, folder.model, trainer.steps_done, 3 if stopped else 0)
+    return DetectTrainResult(folder.path, folder.model, trainer.steps_done, stopped)
