@@ -1,20 +1,25 @@
-"""``metadl train / eval / detect`` on a tiny ``detect_omniglot_scenes`` run, end to end (needs ../shared/data)."""
+"""``metadl train / eval / detect`` on a tiny ``detect_omniglot_scenes`` run, end to end.
+
+The scenes are drawn from stand-in characters (tests/conftest.py) into ``data.folder``, so no Omniglot
+files are needed; generating them from Omniglot is what ``benchmarks/fewshot_detection.py`` runs."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from metadl.apps.detect.config import load_detect_config
 from metadl.cli import main
+from metadl.config import shipped_config
 from metadl.data.detection import DetectionDataset, read_coco, write_coco
+from metadl.data.detection.scenes import generate_scenes
 
-SHARED_OMNIGLOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "omniglot"
 TINY = [
-    f"data.root={SHARED_OMNIGLOT}",
     "scenes.train_images=150",
     "scenes.val_images=4",
     "scenes.test_images=6",
@@ -29,13 +34,21 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    if not SHARED_OMNIGLOT.is_dir():
-        pytest.skip(f"Omniglot not found at {SHARED_OMNIGLOT}")
+def run(tmp_path_factory, stand_in_characters) -> Iterator[Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("detect") / "run"
-    args = ["train", "detect_omniglot_scenes", "--out", str(out), "--no-progress"]
+    spec = load_detect_config(shipped_config("detect_omniglot_scenes"), TINY).scenes
+    folder = generate_scenes(stand_in_characters, spec, out.parent / "scenes")
+    args = [
+        "train",
+        "detect_omniglot_scenes",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        f"data.folder={folder}",
+    ]
     assert main([*args, *(a for item in TINY for a in ("--set", item))]) == 0
     yield out
     torch.set_num_threads(threads)
@@ -45,9 +58,7 @@ def test_train_writes_a_run_folder_with_checkpoint_metrics_model_and_benchmark(r
     assert (run / "last.ckpt").is_file() and (run / "model" / "detector.ckpt").is_file()
     assert (run / "metrics.csv").read_text().splitlines()[0] == "step,loss,time_s"
     assert len((run / "metrics.csv").read_text().splitlines()) == 4
-    assert {"train_all.json", "train_base.json", "val.json", "test.json", "split.json"} <= {
-        p.name for p in (run / "scenes").iterdir()
-    }
+    assert f"folder: {run.parent / 'scenes'}" in (run / "config.yaml").read_text()  # the benchmark it used
 
 
 def test_a_finished_run_is_not_overwritten_and_resume_keeps_its_weights(run, capsys):
@@ -82,7 +93,7 @@ def test_eval_reports_ap50_over_seeded_k_shot_samples(run, capsys):
 
 
 def test_detect_adds_support_classes_and_writes_json_and_drawings(run, tmp_path, capsys):
-    scenes = run / "scenes"
+    scenes = run.parent / "scenes"
     split = json.loads((scenes / "split.json").read_text())
     pool = read_coco(scenes / "train_all.json")
     novel = pool.category_ids(split["novel"][:2])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,21 +14,18 @@ from metadl.config import shipped_config
 from metadl.data.detection.scenes import generate_scenes
 from metadl.training.runfolder import RunFolderError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from test_detection_scenes import characters  # noqa: E402 - the stand-in Omniglot characters
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
+def config(tmp_path_factory, stand_in_characters):
     cfg = load_detect_config(
         shipped_config("detect_omniglot_scenes"),
         ["scenes.train_images=80", "scenes.val_images=4", "scenes.test_images=4", "detector.hidden=4",
          "detector.dim=8", "train.steps=4", "train.batch_size=4", "train.checkpoint_every=1"],
     )  # fmt: skip
     folder = tmp_path_factory.mktemp("scenes")
-    generate_scenes(characters(), cfg.scenes, folder)
+    generate_scenes(stand_in_characters, cfg.scenes, folder)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, folder=str(folder)))
 
 

@@ -1,4 +1,4 @@
-"""The Omniglot-scenes generator, on stand-in characters (no download): classes, boxes, files, determinism."""
+"""The Omniglot-scenes generator, on stand-in characters (tests/conftest.py): classes, boxes, files, determinism."""
 
 from __future__ import annotations
 
@@ -9,26 +9,10 @@ import pytest
 
 from metadl.data.detection import read_coco
 from metadl.data.detection.scenes import SceneSpec, choose_classes, draw_canvas, generate_scenes
-from metadl.data.omniglot import OmniglotCharacters
 
 
-def characters(per_alphabet: int = 6) -> OmniglotCharacters:
-    """30 background and 20 evaluation alphabets of filled discs of random radius (ink 255)."""
-    rng = np.random.default_rng(0)
-    names, sets = [], []
-    for which, count in (("background", 30), ("evaluation", 20)):
-        for a in range(count):
-            for c in range(per_alphabet):
-                names.append(f"{which[:2]}{a:02d}/character{c + 1:02d}")
-                sets.append(which)
-    yy, xx = np.mgrid[:48, :48]
-    radius = rng.integers(8, 22, size=(len(names), 20))
-    images = ((yy - 24) ** 2 + (xx - 24) ** 2 < radius[..., None, None] ** 2).astype(np.uint8) * 255
-    return OmniglotCharacters(images, tuple(names), tuple(sets))
-
-
-def test_classes_come_from_background_and_at_least_five_evaluation_alphabets():
-    chars = characters()
+def test_classes_come_from_background_and_at_least_five_evaluation_alphabets(stand_in_characters):
+    chars = stand_in_characters
     classes = choose_classes(chars, SceneSpec())
     assert len(classes.base) == 30 and {chars.sets[i] for i in classes.base} == {"background"}
     assert len({chars.names[i].split("/")[0] for i in classes.base}) == 30
@@ -37,8 +21,8 @@ def test_classes_come_from_background_and_at_least_five_evaluation_alphabets():
     assert classes == choose_classes(chars, SceneSpec())
 
 
-def test_a_canvas_holds_tight_boxes_with_limited_overlap_within_the_image():
-    chars, spec = characters(), SceneSpec()
+def test_a_canvas_holds_tight_boxes_with_limited_overlap_within_the_image(stand_in_characters):
+    chars, spec = stand_in_characters, SceneSpec()
     rng = np.random.default_rng(1)
     for _ in range(20):
         pixels, placed = draw_canvas(chars, [0, 1, 2, 3, 4, 5], range(12), spec, rng)
@@ -53,9 +37,9 @@ def test_a_canvas_holds_tight_boxes_with_limited_overlap_within_the_image():
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
+def scenes(tmp_path_factory, stand_in_characters):
     spec = SceneSpec(train_images=30, val_images=5, test_images=8, novel_fraction=0.3)
-    return spec, generate_scenes(characters(), spec, tmp_path_factory.mktemp("scenes"))
+    return spec, generate_scenes(stand_in_characters, spec, tmp_path_factory.mktemp("scenes"))
 
 
 def test_the_benchmark_is_written_as_coco_with_novel_objects_unannotated_in_base_training(scenes):
@@ -72,9 +56,9 @@ def test_the_benchmark_is_written_as_coco_with_novel_objects_unannotated_in_base
     assert {i.file_name for i in test.images}.isdisjoint({i.file_name for i in full.images})
 
 
-def test_generation_is_deterministic(scenes, tmp_path):
+def test_generation_is_deterministic(scenes, tmp_path, stand_in_characters):
     spec, folder = scenes
-    again = generate_scenes(characters(), spec, tmp_path / "again")
+    again = generate_scenes(stand_in_characters, spec, tmp_path / "again")
     for name in ("train_all.json", "test.json", "split.json", "images/test_00003.png"):
         assert (again / name).read_bytes() == (folder / name).read_bytes()
 
