@@ -5,7 +5,7 @@ Example:
     >>> import tempfile, pathlib
     >>> from metadl.models.detection import CenterNetDetector, DetectorSpec
     >>> folder = pathlib.Path(tempfile.mkdtemp()) / "model"
-    >>> save_detector(SavedDetector(CenterNetDetector(DetectorSpec(2, hidden=4, dim=8)), ["a", "b"], 64, 1), folder)
+    >>> _ = save_detector(SavedDetector(CenterNetDetector(DetectorSpec(2, hidden=4, dim=8)), ["a", "b"], 64, 1), folder)
     >>> load_detector(folder).class_names
     ['a', 'b']
 """
