@@ -37,3 +37,24 @@ def one_thread_per_module() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def stand_in_characters():
+    """Omniglot-shaped characters for the detection tests, no download: 30 background and 20 evaluation
+    alphabets of 6 characters, each drawing a filled disc of random radius (ink 255)."""
+    import numpy as np
+
+    from metadl.data.omniglot import OmniglotCharacters
+
+    rng = np.random.default_rng(0)
+    names, sets = [], []
+    for which, count in (("background", 30), ("evaluation", 20)):
+        for a in range(count):
+            for c in range(6):
+                names.append(f"{which[:2]}{a:02d}/character{c + 1:02d}")
+                sets.append(which)
+    yy, xx = np.mgrid[:48, :48]
+    radius = rng.integers(8, 22, size=(len(names), 20))
+    images = ((yy - 24) ** 2 + (xx - 24) ** 2 < radius[..., None, None] ** 2).astype(np.uint8) * 255
+    return OmniglotCharacters(images, tuple(names), tuple(sets))

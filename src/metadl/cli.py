@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from metadl import __version__
 from metadl.allocator import tune_malloc
 from metadl.apps.cluster import command as cluster_command
+from metadl.apps.detect import command as detect_command
 from metadl.automl import command as recommend_command
 
 
@@ -102,6 +103,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.config is None and args.set:
             raise ConfigError("--set changes a config; a resumed run keeps the config it was started with")
         path = None if args.config is None else find_config(args.config)
+        # detection has its own loop behind the same command (metadl/apps/detect/run.py says why)
+        if detect_command.is_detection_target(path or args.resume):
+            return detect_command.train_command(
+                path, args.resume or args.out or default_run_dir(path), args.set,
+                resume=args.resume is not None, time_limit=args.time_limit, progress=not args.no_progress,
+            )  # fmt: skip
         cfg = None if path is None else load_config(path, args.set)
         run_dir = args.resume or args.out or default_run_dir(path)
         result = train(
@@ -124,6 +131,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from metadl.config import find_config
     from metadl.evaluation.run import eval_report, eval_summary, evaluate_run, load_for_eval
 
+    if detect_command.is_detection_target(args.target):
+        return detect_command.eval_command(args)
     flags = {k: getattr(args, k) for k in ("split", "ways", "shots", "queries", "episodes", "seed")}
     overrides = [*args.set, *(f"eval.{k}={v}" for k, v in flags.items() if v is not None)]
     overrides += [f"device={args.device}"] if args.device else []
@@ -393,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recommend_command.add_command(sub)
     cluster_command.add_command(sub)
+    detect_command.add_command(sub)
 
     export = sub.add_parser(
         "export",

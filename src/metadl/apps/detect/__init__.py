@@ -1,0 +1,2 @@
+"""Few-shot object detection as an application: the protocol, ``metadl train/eval`` on detection
+configs, and ``metadl detect``."""
