@@ -56,6 +56,10 @@ def screen(name: str, root: str, iterations: int, val_episodes: int, out: Path) 
     start, cpu = time.perf_counter(), time.process_time()
     result = train(cfg, out / name, progress=False, log=lambda line: None)
     seconds = time.perf_counter() - start
+    if not result.complete:
+        raise SystemExit(
+            f"{name} stopped by {result.stopped_by} at iteration {result.iterations}; no row written"
+        )
     rows = list(csv.DictReader((out / name / "metrics.csv").open()))
     ci = next(float(r["val_ci95"]) for r in reversed(rows) if r.get("val_ci95"))
     return {
