@@ -27,7 +27,8 @@ from metadl.training.trainer import train
 CONFIG = "protonet_omniglot_lake_20w1s"
 # name -> overrides of the shipped config (each one lever moved from the base recipe)
 # Each variant spells out its episode shape, so that a row means the same whatever the shipped default.
-WAY20 = ("sampler.ways=20", "sampler.queries=5")  # the shipped shape: a third of the images of 60-way episodes
+# The shipped shape: a third of the images of 60-way episodes.
+WAY20 = ("sampler.ways=20", "sampler.queries=5")
 WITHIN20 = ("sampler.source=alphabet_episodes", *WAY20)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "way60": ("sampler.ways=60", "sampler.queries=5"),  # Snell et al.'s training episodes
