@@ -55,6 +55,9 @@ LEARNER_DERIVED = ("backbone", "n_way", "out_features")
 # Task-source arguments the engine fills in: the episode shape from the sampler (or eval) section, the
 # split being built and its seed (derived from the run's seed and the split name).
 SOURCE_DERIVED = ("k_shot", "n_query", "n_way", "split", "seed")
+# Task sources that draw episodes from a dataset's split (``sampler.source``, ``eval.source``):
+# random N-way K-shot, or within one alphabet with support and query by different drawers (Lake et al.).
+EPISODE_SOURCES = ("episodes", "alphabet_episodes")
 
 
 class ConfigError(ValueError):
@@ -81,12 +84,14 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Training episodes: ``ways``-way ``shots``-shot with ``queries`` per class, ``meta_batch`` tasks per update."""
+    """Training episodes: ``ways``-way ``shots``-shot with ``queries`` per class, ``meta_batch`` tasks per update,
+    drawn by the task source ``source`` (one of :data:`EPISODE_SOURCES`)."""
 
     ways: int = 5
     shots: int = 1
     queries: int = 15
     meta_batch: int = 4
+    source: str = "episodes"
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Test episodes; ``ways``/``shots``/``queries`` default to the sampler's. Validation uses the same shape.
+    """Test episodes; ``ways``/``shots``/``queries`` default to the sampler's. Validation uses the same shape
+    and the same task source ``source`` (one of :data:`EPISODE_SOURCES`).
 
     ``clusters`` applies to clustering learners only, which ``metadl eval`` scores by partitioning each
     group of classes of ``split`` (``metadl.evaluation.cluster_protocol``): ``"true"`` (each group's
@@ -142,6 +148,7 @@ class EvalConfig:
     split: str = "test"
     seed: int = 0
     clusters: str = "true"
+    source: str = "episodes"
 
 
 @dataclass(frozen=True)
@@ -507,6 +514,8 @@ def _check_values(cfg: Config) -> None:
         _check_range(f"eval.{key}", getattr(cfg.eval, key), 1)
     if not re.fullmatch(r"true|True|estimate|[1-9][0-9]*", cfg.eval.clusters):  # --set gives True
         _fail("eval.clusters", cfg.eval.clusters, "write true, estimate or a positive integer such as 100")
+    _check_choice("sampler.source", cfg.sampler.source, EPISODE_SOURCES)
+    _check_choice("eval.source", cfg.eval.source, EPISODE_SOURCES)
     o, t = cfg.optimizer, cfg.train
     _check_choice("optimizer.name", o.name, OPTIMIZERS)
     _check_choice("optimizer.schedule", o.schedule, SCHEDULES)

@@ -68,6 +68,13 @@ def fertility(root: Path) -> dict[str, Any]:
 
 
 BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "alphabet_episodes": lambda root: {
+        "dataset": pool(),
+        "groups": list("aaaabbbb"),
+        "n_way": 2,
+        "k_shot": 1,
+        "n_query": 2,
+    },
     "episodes": lambda root: {"dataset": pool(), "n_way": 3, "k_shot": 2, "n_query": 1},
     "variable_episodes": lambda root: {"dataset": pool(), "min_ways": 2, "max_ways": 5},
     "sinusoid": lambda root: {"k_shot": 4, "n_query": 3},

@@ -50,6 +50,7 @@ SHIPPED_NAMES = {
     "maml_omniglot_20w1s",
     "maml_omniglot_20w5s",
     "metasgd_omniglot_5w1s",
+    "protonet_omniglot_lake_20w1s",
     "ridge_omniglot_5w1s",
     "svm_omniglot_5w1s",
     "maml_sinusoid",

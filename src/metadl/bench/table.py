@@ -82,6 +82,7 @@ FINN = "Finn et al. 2017, Table 1"
 SNELL = "Snell et al. 2017, Table 1"
 LI = "Li et al. 2017 (Meta-SGD)"
 HEADS = "Omniglot 5-way 1-shot, Conv-4, MetaOptNet SVM / ridge (R2D2) head"
+LAKE = "Lake et al. 2015: people 95.5%, BPL 96.7% (ProtoNet 86.3% in Lake et al. 2019)"
 
 ROWS: tuple[Row, ...] = (
     Row("maml-omniglot-5way", "Omniglot 5-way, Conv-4, MAML", FINN, _omniglot("maml", 5, {1: 98.7, 5: 99.9})),
@@ -95,6 +96,9 @@ ROWS: tuple[Row, ...] = (
         _omniglot("reptile", 5, {1: 95.39, 5: 98.90}), 600),
     Row("heads-omniglot-5way", HEADS, "report only", (
         Cell("SVM", "svm_omniglot_5w1s", 1, None, ways=5), Cell("ridge", "ridge_omniglot_5w1s", 1, None, ways=5))),
+    Row("protonet-omniglot-lake-20way", "Omniglot Lake protocol: 20-way 1-shot within one evaluation alphabet, "
+        "support and query by different drawers (target: people)", LAKE,
+        (Cell("1-shot", "protonet_omniglot_lake_20w1s", 1, 95.5, ways=20),)),
     Row("maml-sinusoid", "Sinusoid 5 / 10 / 20 shots, MSE, MAML (one step)", f"{LI}, Table 1",
         _sinusoid("maml", (1.13, 0.85, 0.71), ("learner.eval_inner_steps=1",))),
     Row("metasgd-sinusoid", "Sinusoid 5 / 10 / 20 shots, MSE, Meta-SGD", f"{LI}, Table 1",

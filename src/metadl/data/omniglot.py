@@ -7,7 +7,9 @@ Two protocols:
   rotations (0, 90, 180, 270 degrees) counts as four classes. train / val / trainval / test hold
   1028 / 172 / 1200 / 423 characters, i.e. 4112 / 688 / 4800 / 1692 classes.
 - ``"lake"`` (the paper's own split): ``"background"`` (964 characters, 30 alphabets) and
-  ``"evaluation"`` (659 characters, 20 alphabets), without rotations unless ``rotations=True``.
+  ``"evaluation"`` (659 characters, 20 alphabets), without rotations unless ``rotations=True``. To tune
+  without touching the evaluation alphabets, ``"val"`` holds some background alphabets
+  (``val_alphabets``, default :data:`LAKE_VAL_ALPHABETS`) and ``"train"`` the other background ones.
 
 Pixels: ink is bright (uint8 255, 1.0 after :meth:`FewShotDataset.gather`) on a dark background (0),
 the convention of the ProtoNet and MAML code. Images are resized from 105x105 with Pillow, by default
@@ -34,6 +36,7 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +70,11 @@ SPLIT_SHA256 = {
 }
 SETS = ("background", "evaluation")
 NUM_CHARACTERS = {"background": 964, "evaluation": 659}
-SPLITS = {"vinyals": tuple(SPLIT_SHA256), "lake": SETS}
+TRAINING_SPLITS = ("train", "trainval", "background")  # rotated under rotations="train"
+SPLITS = {"vinyals": tuple(SPLIT_SHA256), "lake": (*SETS, "train", "val")}
+# Validation alphabets of the Lake protocol: five background alphabets with at least 20 characters (so
+# 20-way within-alphabet episodes exist), drawn with random.Random(0).sample(candidates, 5); 153 characters.
+LAKE_VAL_ALPHABETS = ("Anglo-Saxon_Futhorc", "Burmese_(Myanmar)", "Grantha", "Greek", "Syriac_(Estrangelo)")
 RESAMPLE = ("bilinear", "nearest", "box", "hamming", "bicubic", "lanczos")
 DRAWINGS = 20
 ORIGINAL_SIZE = 105
@@ -397,6 +404,26 @@ def _assemble(
     return FewShotDataset(torch.from_numpy(out.reshape(-1, 1, size, size)), labels, names, name=name)
 
 
+def _lake_characters(chars: OmniglotCharacters, split: str, val_alphabets: Sequence[str]) -> list[str]:
+    """The names of the characters of one Lake split, in order."""
+    if split in SETS:
+        return [n for n, s in zip(chars.names, chars.sets, strict=True) if s == split]
+    background = sorted(
+        {n.partition("/")[0] for n, s in zip(chars.names, chars.sets, strict=True) if s == SETS[0]}
+    )
+    unknown = sorted(set(val_alphabets) - set(background))
+    if unknown or not val_alphabets:
+        raise ValueError(
+            f"val_alphabets must name background alphabets (e.g. {background[:3]}), got {unknown or list(val_alphabets)}"
+        )
+    held = set(val_alphabets)
+    return [
+        n
+        for n, s in zip(chars.names, chars.sets, strict=True)
+        if s == SETS[0] and (n.partition("/")[0] in held) == (split == "val")
+    ]
+
+
 def omniglot(
     root: str | os.PathLike[str],
     split: str = "train",
@@ -404,7 +431,8 @@ def omniglot(
     protocol: str = "vinyals",
     image_size: int = 28,
     resample: str = "bilinear",
-    rotations: bool | None = None,
+    rotations: bool | str | None = None,
+    val_alphabets: Sequence[str] = LAKE_VAL_ALPHABETS,
     download: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -414,13 +442,16 @@ def omniglot(
     Args:
         root: the folder with the data (see the module docstring for the accepted layouts); the
             Vinyals split files are read from ``root/splits_vinyals/`` or ``root/splits/vinyals/``.
-        split: ``"train"``, ``"val"``, ``"trainval"`` or ``"test"`` (Vinyals); ``"background"`` or
-            ``"evaluation"`` (Lake).
+        split: ``"train"``, ``"val"``, ``"trainval"`` or ``"test"`` (Vinyals); ``"background"``,
+            ``"evaluation"``, ``"train"`` (background minus ``val_alphabets``) or ``"val"`` (Lake).
         protocol: ``"vinyals"`` or ``"lake"``.
         image_size: side S of the square images (105 keeps the originals).
         resample: the Pillow filter that resizes them (see the module docstring).
         rotations: classes per rotation; defaults to True for Vinyals (as its split files list them)
             and False for Lake. ``False`` with Vinyals keeps the split's characters unrotated.
+            ``"train"``: rotations on the training splits only (:data:`TRAINING_SPLITS`), so one config
+            trains on rotated classes and validates and tests on the characters as drawn.
+        val_alphabets: background alphabets of the Lake ``"val"`` split (not in its ``"train"``).
         download: fetch the official zips and split files (sha256-checked) when they are missing.
         cache_dir: where the compact cache lives (default :func:`default_cache_dir`).
         progress: show progress bars while downloading or building the cache.
@@ -435,7 +466,14 @@ def omniglot(
     if split not in SPLITS[protocol]:
         raise ValueError(f"split {split!r} is not a {protocol} split; choose one of {list(SPLITS[protocol])}")
     _check_resize(image_size, resample)
-    rotated = (protocol == "vinyals") if rotations is None else bool(rotations)
+    if rotations not in (None, True, False, "train"):
+        raise ValueError(
+            f"rotations must be true, false, null or 'train' (training splits only), got {rotations!r}"
+        )
+    if rotations == "train":
+        rotated = split in TRAINING_SPLITS
+    else:
+        rotated = (protocol == "vinyals") if rotations is None else bool(rotations)
     root = Path(root)
     classes: list[tuple[str, int]] = []
     if protocol == "vinyals":  # read the split file first: a missing one fails before any heavy work
@@ -455,5 +493,6 @@ def omniglot(
     )
     if protocol == "lake":
         turns = range(4) if rotated else range(1)
-        classes = [(n, k) for n, s in zip(chars.names, chars.sets, strict=True) if s == split for k in turns]
+        keep = _lake_characters(chars, split, val_alphabets)
+        classes = [(n, k) for n in keep for k in turns]
     return _assemble(chars, classes, rotated, name=f"omniglot-{protocol}-{split}")

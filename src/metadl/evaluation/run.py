@@ -46,7 +46,9 @@ def evaluate_config(
     ``dataset`` is that split when the caller has loaded it already.
     """
     device = resolve_device(cfg.device) if device is None else torch.device(device)
-    sampler = make_sampler(cfg, cfg.eval.split, cfg.eval.seed, dataset=dataset, shape=cfg.eval_shape())
+    sampler = make_sampler(
+        cfg, cfg.eval.split, cfg.eval.seed, dataset=dataset, shape=cfg.eval_shape(), source=cfg.eval.source
+    )
     learner.to(device)
     return evaluate(learner, sampler, episodes=cfg.eval.episodes, device=device, progress=progress)
 

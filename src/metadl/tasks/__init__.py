@@ -1,5 +1,6 @@
 """Tasks (support + query sets) and the task sources that yield them (see ``docs/tasks.md``)."""
 
+from metadl.tasks.alphabet import AlphabetEpisode, AlphabetEpisodeSampler
 from metadl.tasks.dataset_source import DatasetSource, NamedDataset, dataset_folder, read_npz, read_npz_folder
 from metadl.tasks.file_source import TaskFileSource
 from metadl.tasks.group_split import grouped_table, split_groups
@@ -11,6 +12,8 @@ from metadl.tasks.task import Task, TaskBatch, as_task_batch, is_classification
 
 __all__ = [
     "TASK_SOURCES",
+    "AlphabetEpisode",
+    "AlphabetEpisodeSampler",
     "DatasetSource",
     "EpisodeSampler",
     "GroupedTable",

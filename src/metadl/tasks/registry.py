@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from metadl.tasks.alphabet import AlphabetEpisodeSampler
 from metadl.tasks.cactus import CACTUsSource
 from metadl.tasks.dataset_source import dataset_folder
 from metadl.tasks.fertility import fertility_tasks
@@ -25,6 +26,7 @@ from metadl.tasks.umtra import UMTRASource
 
 TASK_SOURCES: dict[str, Callable[..., TaskSource]] = {
     "episodes": EpisodeSampler,  # N-way K-shot from one labelled pool
+    "alphabet_episodes": AlphabetEpisodeSampler,  # within one alphabet, support and query by different drawers
     "variable_episodes": VariableEpisodeSampler,  # Meta-Dataset's variable-way variable-shot
     "sinusoid": SinusoidSampler,  # MAML's sinusoid regression
     "task_files": TaskFileSource,  # a folder of task files, each with its own label space
@@ -43,15 +45,16 @@ def list_task_sources() -> list[str]:
 
     Example:
         >>> list_task_sources()
-        ['cactus', 'datasets', 'episodes', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files', 'umtra', 'variable_episodes']
+        ['alphabet_episodes', 'cactus', 'datasets', 'episodes', 'fertility', 'grouped_table', 'sinusoid', 'sinusoid_2d', 'step_functions', 'task_files', 'umtra', 'variable_episodes']
     """
     return sorted(TASK_SOURCES)
 
 
 # Sources that sample episodes from a pool given as an object: a config names the pool (a dataset of
-# metadl.data) instead, and the engine draws its episodes with "episodes", or with "umtra" / "cactus"
-# when the config's augment.unsupervised asks for tasks without labels.
-POOL_SOURCES = ("episodes", "variable_episodes", "umtra", "cactus")
+# metadl.data) instead, and the engine draws its episodes with "episodes" (or "alphabet_episodes", chosen
+# by sampler.source / eval.source, for within-alphabet episodes), or with "umtra" / "cactus" when the
+# config's augment.unsupervised asks for tasks without labels.
+POOL_SOURCES = ("episodes", "alphabet_episodes", "variable_episodes", "umtra", "cactus")
 
 
 def config_task_sources() -> list[str]:

@@ -24,7 +24,7 @@ from metadl.data import DATASETS, create_dataset
 from metadl.data.base import FewShotDataset
 from metadl.data.preprocess import Preprocessing
 from metadl.models import BACKBONES, create_backbone
-from metadl.tasks import EpisodeSampler, TaskKind, TaskSource
+from metadl.tasks import TaskKind, TaskSource, create_task_source
 from metadl.training.data import build_source, example_shape, is_task_source
 
 
@@ -73,10 +73,12 @@ def make_sampler(
     *,
     dataset: FewShotDataset | None = None,
     shape: tuple[int, int, int] | None = None,
+    source: str | None = None,
 ) -> TaskSource:
     """Tasks of ``split`` seeded by ``(seed, split)``; ``shape`` = (ways, shots, queries), default the sampler's.
 
-    A dataset's split is drawn as N-way K-shot episodes; a task source is built for the split
+    A dataset's split is drawn as episodes by the pool task source ``source`` (default ``sampler.source``:
+    random N-way K-shot, or within-alphabet); a task source is built for the split
     (:mod:`metadl.training.data`). ``dataset`` saves loading the split again when the caller has it already.
     """
     s = cfg.sampler
@@ -87,7 +89,9 @@ def make_sampler(
     if dataset is None:
         dataset = load_dataset_split(cfg, split)
     ways, shots, queries = shape
-    return EpisodeSampler(dataset, n_way=ways, k_shot=shots, n_query=queries, seed=generator_seed)
+    return create_task_source(
+        source or s.source, dataset=dataset, n_way=ways, k_shot=shots, n_query=queries, seed=generator_seed
+    )
 
 
 def input_shape(source: TaskSource, dataset: FewShotDataset | None = None) -> tuple[int, ...]:

@@ -255,7 +255,12 @@ class TrainingRun:
         val_split = cfg.dataset.val_split
         if ctx.is_main and val_split is not None and cfg.train.val_every > 0:
             val_sampler = make_sampler(
-                cfg, val_split, cfg.seed, dataset=split(val_split), shape=cfg.eval_shape()
+                cfg,
+                val_split,
+                cfg.seed,
+                dataset=split(val_split),
+                shape=cfg.eval_shape(),
+                source=cfg.eval.source,
             )
             validator = EpisodeValidator(val_sampler, cfg.train.val_episodes, ctx.device)
         if resume and folder.last.exists():

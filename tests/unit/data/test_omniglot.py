@@ -249,7 +249,7 @@ def test_download_fetches_official_zips_with_their_sha256(
     [
         ({"protocol": "snell"}, "protocol must be one of"),
         ({"split": "background"}, "not a vinyals split.*train"),
-        ({"split": "train", "protocol": "lake"}, "background"),
+        ({"split": "test", "protocol": "lake"}, "background"),
         ({"split": "background", "protocol": "lake", "image_size": 0}, "image_size"),
         ({"split": "background", "protocol": "lake", "resample": "cubic"}, "resample must be one of"),
     ],

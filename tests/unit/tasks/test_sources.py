@@ -462,7 +462,8 @@ def test_registry_names_builds_and_rejects_unknown_names_and_keywords():
     )
     assert create_task_source("episodes", dataset=pool(), n_way=3, k_shot=1, n_query=1).sample().n_way == 3
     with pytest.raises(
-        TaskSourceError, match=r"unknown task source 'users'; choose one of \['cactus', 'datasets'"
+        TaskSourceError,
+        match=r"unknown task source 'users'; choose one of \['alphabet_episodes', 'cactus', 'datasets'",
     ):
         create_task_source("users")
     with pytest.raises(TaskSourceError, match=r"create_task_source\('sinusoid'\): .*'ways'"):
