@@ -37,3 +37,9 @@ def one_thread_per_module() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _experiment_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs that tests train or evaluate are recorded in a throw-away database, never in the user's."""
+    monkeypatch.setenv("METADL_DB", str(tmp_path_factory.mktemp("db") / "experiments.sqlite"))

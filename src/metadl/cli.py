@@ -6,11 +6,13 @@ import argparse
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 
 from metadl import __version__
 from metadl.allocator import tune_malloc
 from metadl.automl import command as recommend_command
+from metadl.experiments import command as runs_command
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -88,8 +90,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from metadl.config import ConfigError, find_config, load_config
+    from metadl.experiments.record import record_or_warn, training_record
     from metadl.training.meta import NonFiniteLossError
-    from metadl.training.trainer import default_run_dir, train
+    from metadl.training.trainer import default_run_dir, resumed_config, train
 
     try:
         if args.config is None and args.resume is None:
@@ -113,6 +116,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"metadl train: {err}", file=sys.stderr)
         return 1
+    if not args.no_record:
+        run_cfg = cfg or resumed_config(result.run_dir)
+        record_or_warn(
+            lambda: training_record(run_cfg, result, config_name=None if path is None else path.stem)
+        )
     print(f"run folder {result.run_dir}; model saved to {result.model_dir}")
     return result.exit_code  # non-zero when SIGTERM / SIGINT stopped the run (it is checkpointed)
 
@@ -122,6 +130,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from metadl.config import find_config
     from metadl.evaluation.run import eval_report, eval_summary, evaluate_run, load_for_eval
+    from metadl.experiments.record import evaluation_record, record_or_warn
 
     flags = {k: getattr(args, k) for k in ("split", "ways", "shots", "queries", "episodes", "seed")}
     overrides = [*args.set, *(f"eval.{k}={v}" for k, v in flags.items() if v is not None)]
@@ -133,9 +142,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         overrides=tuple(overrides),
         checkpoint=args.checkpoint,
     )
+    started = time.monotonic()
     result, report = evaluate_run(
         cfg, learner, baselines=not args.no_baselines, progress=not args.no_progress
     )
+    if not args.no_record:
+        seconds = time.monotonic() - started
+        record_or_warn(lambda: evaluation_record(cfg, result, config_name=args.config, seconds=seconds))
     if args.json:
         print(json.dumps(eval_report(cfg, result, info, report)))
     else:
@@ -188,6 +201,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+NO_RECORD_HELP = (
+    "do not add this run to the experiment database ($METADL_DB, default ~/.local/share/metadl/experiments.sqlite; "
+    "see metadl runs)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume continues the run",
     )
     trainer.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    trainer.add_argument("--no-record", action="store_true", help=NO_RECORD_HELP)
     trainer.set_defaults(func=_cmd_train)
 
     evaluator = sub.add_parser(
@@ -304,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a learner that predicts a variance (cnp, anp): skip the per-task ridge and GP baselines",
     )
     evaluator.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluator.add_argument("--no-record", action="store_true", help=NO_RECORD_HELP)
     evaluator.set_defaults(func=_cmd_eval)
 
     bench = sub.add_parser(
@@ -391,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=_cmd_predict)
 
     recommend_command.add_command(sub)
+    runs_command.add_command(sub)
 
     export = sub.add_parser(
         "export",
