@@ -11,8 +11,11 @@ from collections.abc import Sequence
 
 from metadl import __version__
 from metadl.allocator import tune_malloc
+from metadl.argtypes import duration as _duration
+from metadl.argtypes import positive_int as _positive_int
 from metadl.automl import command as recommend_command
 from metadl.experiments import command as runs_command
+from metadl.tune import command as tune_command
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -180,27 +183,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"metadl bench: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-def _duration(text: str) -> float:
-    """Seconds in ``"90s"``, ``"45m"``, ``"2h"`` or ``"1h30m"``."""
-    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
-    if not text.strip() or match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 90s, 45m, 2h or 1h30m")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = 3600 * hours + 60 * minutes + seconds
-    if total <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive duration; write e.g. 90s, 45m, 2h or 1h30m"
-        )
-    return total
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 NO_RECORD_HELP = (
@@ -413,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recommend_command.add_command(sub)
     runs_command.add_command(sub)
+    tune_command.add_command(sub)
 
     export = sub.add_parser(
         "export",
