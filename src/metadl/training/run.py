@@ -212,7 +212,7 @@ class TrainingRun:
         self.time_limit, self.stop = time_limit, stop or StopRequests()
         self.log = log if ctx.is_main else (lambda _: None)
         self.progress = progress and ctx.is_main
-        self.plots = plots  # learning_curves.png at each validation (off for short tuning trials: 70% of their time)
+        self.plots = plots  # learning_curves.png at validations (off for short tuning trials)
         self.started = time.monotonic()
         self.stopped_by: str | None = None  # "time limit", "SIGTERM", "SIGINT"
         self.metrics: MetricsLog | None = None

@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -36,13 +35,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from tqdm.auto import tqdm
 
 from metadl.config import Config, config_from_dict, config_to_dict
-from metadl.data.base import FewShotDataset
 from metadl.experiments.database import ExperimentDB, RunRecord
-from metadl.experiments.metafeatures import distribution_features
 from metadl.experiments.record import config_features, distribution_name, peak_memory_mb
 from metadl.training.build import is_regression
 from metadl.training.meta import NonFiniteLossError
-from metadl.tune.distributions import find_distribution
 from metadl.tune.plots import plot_best_vs_time
 from metadl.tune.space import Params, apply_params, suggest
 from metadl.tune.trial import train_trial
@@ -63,8 +59,7 @@ class TuneError(ValueError):
 class TuneJob:
     """Everything a worker process needs to run trials of one study (picklable, for spawned workers).
 
-    ``raw`` is the base config mapping; ``distribution`` names a generated task distribution
-    (:mod:`metadl.tune.distributions`) whose splits replace the config's data, or is ``None``.
+    ``raw`` is the base config mapping, whose data every trial trains on.
     """
 
     raw: dict[str, Any]
@@ -78,15 +73,10 @@ class TuneJob:
     seed: int = 0
     heartbeat: int = 10
     db: Path | None = None  # the experiment database to record trials in, or None
-    distribution: str | None = None
 
     @cached_property
     def base(self) -> Config:
         return config_from_dict(self.raw, source=self.study)
-
-    @cached_property
-    def splits(self) -> Mapping[str, FewShotDataset] | None:
-        return None if self.distribution is None else find_distribution(self.distribution).splits()
 
     @property
     def direction(self) -> Literal["minimize", "maximize"]:
@@ -183,15 +173,8 @@ class Objective:
 
     def features(self, cfg: Config) -> dict[str, float]:
         if self._features is None:
-            splits = self.job.splits
             s = cfg.sampler
-            self._features = (
-                config_features(cfg, cfg.dataset.split, (s.ways, s.shots, s.queries)).as_dict()
-                if splits is None
-                else distribution_features(
-                    splits["train"], ways=s.ways, shots=s.shots, queries=s.queries
-                ).as_dict()
-            )
+            self._features = config_features(cfg, cfg.dataset.split, (s.ways, s.shots, s.queries)).as_dict()
         return self._features
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -208,7 +191,7 @@ class Objective:
 
         left = None if self.job.deadline is None else max(1.0, self.job.deadline - time.time())
         folder = self.job.out / "trials" / f"trial-{trial.number:04d}"
-        outcome = train_trial(cfg, folder, splits=self.job.splits, report=report, time_limit=left)
+        outcome = train_trial(cfg, folder, report=report, time_limit=left)
         if not outcome.complete:
             trial.set_user_attr("stopped_by", "time limit")
             raise optuna.TrialPruned(f"cut by the time limit at iteration {outcome.iterations}")
@@ -217,8 +200,7 @@ class Objective:
             self.db.add(
                 RunRecord(
                     kind="trial",
-                    distribution=self.job.distribution
-                    or distribution_name(cfg, cfg.dataset.split, (s.ways, s.shots, s.queries)),
+                    distribution=distribution_name(cfg, cfg.dataset.split, (s.ways, s.shots, s.queries)),
                     config=config_to_dict(cfg),
                     params=params,
                     metafeatures=self.features(cfg),
