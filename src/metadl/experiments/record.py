@@ -9,15 +9,23 @@ full, a newer schema) never fails the command whose work is done: :func:`record_
 from __future__ import annotations
 
 import json
+import math
 import resource
 import sys
 from collections.abc import Callable
 
-from metadl.config import SINUSOID, Config, config_to_dict
+from metadl.config import Config, config_to_dict
 from metadl.evaluation.episodes import EvalResult
 from metadl.experiments.database import ExperimentDB, ExperimentDBError, RunRecord
-from metadl.experiments.metafeatures import DistributionFeatures, distribution_features, regression_features
-from metadl.training.build import load_split
+from metadl.experiments.metafeatures import (
+    LANDMARK_SEED,
+    DistributionFeatures,
+    distribution_features,
+    regression_features,
+)
+from metadl.tasks import TaskKind
+from metadl.training.build import load_dataset_split
+from metadl.training.data import build_source, example_shape, is_task_source
 from metadl.training.run import TrainResult
 
 
@@ -43,13 +51,30 @@ def distribution_name(cfg: Config, split: str, shape: tuple[int, int, int]) -> s
     return f"{ds.name}{described}/{split}:{ways}w{shots}s{queries}q"
 
 
+def task_kind(cfg: Config) -> TaskKind:
+    """``"classification"`` for a dataset's episodes, else the configured task source's own kind."""
+    if not is_task_source(cfg):
+        return "classification"
+    s = cfg.sampler
+    return build_source(cfg, cfg.dataset.split, LANDMARK_SEED, (s.ways, s.shots, s.queries)).kind
+
+
 def config_features(cfg: Config, split: str, shape: tuple[int, int, int]) -> DistributionFeatures:
-    """Meta-features of ``split`` of the configured data in episodes of ``shape`` = (ways, shots, queries)."""
+    """Meta-features of ``split`` of the configured data in episodes of ``shape`` = (ways, shots, queries).
+
+    A task source (no dataset of labelled examples) is described by its episode shape, input shape and kind
+    only: its landmarkers are not computed.
+    """
     ways, shots, queries = shape
-    dataset = load_split(cfg, split)
-    if dataset is None or cfg.dataset.name == SINUSOID:
-        return regression_features(shots=shots, queries=queries)
-    return distribution_features(dataset, ways=ways, shots=shots, queries=queries)
+    if not is_task_source(cfg):
+        return distribution_features(load_dataset_split(cfg, split), ways=ways, shots=shots, queries=queries)
+    source = build_source(cfg, split, LANDMARK_SEED, shape)
+    x = example_shape(source)
+    if source.kind == "regression":
+        return regression_features(shots=shots, queries=queries, in_features=math.prod(x))
+    channels, height, width = x if len(x) == 3 else (math.prod(x), 0, 0)
+    modality = "image" if len(x) == 3 else "vector"
+    return DistributionFeatures(0, ways, shots, queries, channels, height, width, modality)
 
 
 def training_record(cfg: Config, result: TrainResult, *, config_name: str | None = None) -> RunRecord:

@@ -36,8 +36,7 @@ from tqdm.auto import tqdm
 
 from metadl.config import Config, config_from_dict, config_to_dict
 from metadl.experiments.database import ExperimentDB, RunRecord
-from metadl.experiments.record import config_features, distribution_name, peak_memory_mb
-from metadl.training.build import is_regression
+from metadl.experiments.record import config_features, distribution_name, peak_memory_mb, task_kind
 from metadl.training.meta import NonFiniteLossError
 from metadl.tune.plots import plot_best_vs_time
 from metadl.tune.space import Params, apply_params, suggest
@@ -78,9 +77,9 @@ class TuneJob:
     def base(self) -> Config:
         return config_from_dict(self.raw, source=self.study)
 
-    @property
+    @cached_property
     def direction(self) -> Literal["minimize", "maximize"]:
-        return "minimize" if is_regression(self.base) else "maximize"
+        return "minimize" if task_kind(self.base) == "regression" else "maximize"
 
     def check(self) -> TuneJob:
         if self.trials < 1:

@@ -28,8 +28,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from metadl.config import Config
 from metadl.experiments.database import ExperimentDB, RunRecord
-from metadl.experiments.record import config_features, distribution_name
-from metadl.training.build import is_regression
+from metadl.experiments.record import config_features, distribution_name, task_kind
 from metadl.tune.space import Params, check_params, encode, params_key
 
 
@@ -133,7 +132,8 @@ def propose_for_config(cfg: Config, db: ExperimentDB, *, top: int = 3) -> list[C
     """The warm start of a search on ``cfg``'s training distribution, from the trials in ``db`` (its own excluded)."""
     s = cfg.sampler
     shape = (s.ways, s.shots, s.queries)
-    metric = "val_mse" if is_regression(cfg) else "val_accuracy"
+    regression = task_kind(cfg) == "regression"
+    metric = "val_mse" if regression else "val_accuracy"
     features = config_features(cfg, cfg.dataset.split, shape).as_dict()
     own = distribution_name(cfg, cfg.dataset.split, shape)
     plan = warm_start(
@@ -142,6 +142,6 @@ def propose_for_config(cfg: Config, db: ExperimentDB, *, top: int = 3) -> list[C
         metric=metric,
         exclude={own},
         top=top,
-        maximize=not is_regression(cfg),
+        maximize=not regression,
     )
     return plan.candidates
