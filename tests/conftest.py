@@ -58,3 +58,9 @@ def stand_in_characters():
     radius = rng.integers(8, 22, size=(len(names), 20))
     images = ((yy - 24) ** 2 + (xx - 24) ** 2 < radius[..., None, None] ** 2).astype(np.uint8) * 255
     return OmniglotCharacters(images, tuple(names), tuple(sets))
+
+
+@pytest.fixture(autouse=True)
+def _experiment_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs that tests train or evaluate are recorded in a throw-away database, never in the user's."""
+    monkeypatch.setenv("METADL_DB", str(tmp_path_factory.mktemp("db") / "experiments.sqlite"))

@@ -6,13 +6,18 @@ import argparse
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 
 from metadl import __version__
 from metadl.allocator import tune_malloc
 from metadl.apps.cluster import command as cluster_command
 from metadl.apps.detect import command as detect_command
+from metadl.argtypes import duration as _duration
+from metadl.argtypes import positive_int as _positive_int
 from metadl.automl import command as recommend_command
+from metadl.experiments import command as runs_command
+from metadl.tune import command as tune_command
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -90,8 +95,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from metadl.config import ConfigError, find_config, load_config
+    from metadl.experiments.record import record_or_warn, training_record
     from metadl.training.meta import NonFiniteLossError
-    from metadl.training.trainer import default_run_dir, train
+    from metadl.training.trainer import default_run_dir, resumed_config, train
 
     try:
         if args.config is None and args.resume is None:
@@ -121,6 +127,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"metadl train: {err}", file=sys.stderr)
         return 1
+    if not args.no_record:
+        run_cfg = cfg or resumed_config(result.run_dir)
+        record_or_warn(
+            lambda: training_record(run_cfg, result, config_name=None if path is None else path.stem)
+        )
     print(f"run folder {result.run_dir}; model saved to {result.model_dir}")
     return result.exit_code  # non-zero when SIGTERM / SIGINT stopped the run (it is checkpointed)
 
@@ -130,6 +141,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from metadl.config import find_config
     from metadl.evaluation.run import eval_report, eval_summary, evaluate_run, load_for_eval
+    from metadl.experiments.record import evaluation_record, record_or_warn
 
     if detect_command.is_detection_target(args.target):
         return detect_command.eval_command(args)
@@ -143,9 +155,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         overrides=tuple(overrides),
         checkpoint=args.checkpoint,
     )
+    started = time.monotonic()
     result, report = evaluate_run(
         cfg, learner, baselines=not args.no_baselines, progress=not args.no_progress
     )
+    if not args.no_record:
+        seconds = time.monotonic() - started
+        record_or_warn(lambda: evaluation_record(cfg, result, config_name=args.config, seconds=seconds))
     if args.json:
         print(json.dumps(eval_report(cfg, result, info, report)))
     else:
@@ -179,25 +195,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(text: str) -> float:
-    """Seconds in ``"90s"``, ``"45m"``, ``"2h"`` or ``"1h30m"``."""
-    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
-    if not text.strip() or match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 90s, 45m, 2h or 1h30m")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = 3600 * hours + 60 * minutes + seconds
-    if total <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive duration; write e.g. 90s, 45m, 2h or 1h30m"
-        )
-    return total
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+NO_RECORD_HELP = (
+    "do not add this run to the experiment database ($METADL_DB, default ~/.local/share/metadl/experiments.sqlite; "
+    "see metadl runs)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume continues the run",
     )
     trainer.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    trainer.add_argument("--no-record", action="store_true", help=NO_RECORD_HELP)
     trainer.set_defaults(func=_cmd_train)
 
     evaluator = sub.add_parser(
@@ -314,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a learner that predicts a variance (cnp, anp): skip the per-task ridge and GP baselines",
     )
     evaluator.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluator.add_argument("--no-record", action="store_true", help=NO_RECORD_HELP)
     evaluator.set_defaults(func=_cmd_eval)
 
     bench = sub.add_parser(
@@ -403,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend_command.add_command(sub)
     cluster_command.add_command(sub)
     detect_command.add_command(sub)
+    runs_command.add_command(sub)
+    tune_command.add_command(sub)
 
     export = sub.add_parser(
         "export",

@@ -200,6 +200,7 @@ class TrainingRun:
         stop: StopRequests | None = None,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        plots: bool = True,
     ) -> None:
         if time_limit is not None and not time_limit > 0:
             raise ValueError(
@@ -211,6 +212,7 @@ class TrainingRun:
         self.time_limit, self.stop = time_limit, stop or StopRequests()
         self.log = log if ctx.is_main else (lambda _: None)
         self.progress = progress and ctx.is_main
+        self.plots = plots  # learning_curves.png at validations (off for short tuning trials)
         self.started = time.monotonic()
         self.stopped_by: str | None = None  # "time limit", "SIGTERM", "SIGINT"
         self.metrics: MetricsLog | None = None
@@ -407,7 +409,7 @@ class TrainingRun:
         )
 
     def _plot(self) -> None:
-        if self.ctx.is_main and self.folder.metrics.is_file():
+        if self.plots and self.ctx.is_main and self.folder.metrics.is_file():
             plot_learning_curves(
                 read_metrics(self.folder.metrics), self.folder.path / PLOT_FILE, title=self.folder.path.name
             )

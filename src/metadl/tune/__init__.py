@@ -1,0 +1,1 @@
+"""Tuning: Optuna studies over metadl configs, warm-started from the experiment database."""
