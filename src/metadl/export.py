@@ -12,9 +12,10 @@ parameters, a neural process's support encodings. The ONNX graph maps a query ba
 The export goes through ``torch.export`` (``torch.onnx.export(..., dynamo=True)``), which traces the
 predictor's own code once: no second implementation of any head is written for ONNX, so the exported
 graph computes what ``predict`` computes (``check_parity`` runs it in onnxruntime and compares). The
-batch dimension is dynamic. Learners whose head is not PyTorch (the scikit-learn random forest) cannot
-be traced and fail with :class:`OnnxExportError`. Needs ``pip install metadl[onnx]`` (onnx, onnxscript;
-onnxruntime for ``check_parity``).
+batch dimension is dynamic. The one head that is not PyTorch, the scikit-learn random forest, is the
+exception: its backbone is traced and its forest converted by skl2onnx (:mod:`metadl.export_forest`).
+Other code torch.export cannot trace fails with :class:`OnnxExportError`. Needs
+``pip install metadl[onnx]`` (onnx, onnxscript, skl2onnx; onnxruntime for ``check_parity``).
 
 Caveat: a MAML-family learner with batch norm in transductive mode normalises with the statistics of the
 query batch (as in ``predict``), so the ONNX model's outputs for one row depend on the rest of its batch,
@@ -24,6 +25,7 @@ exactly as metadl's do.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -33,17 +35,23 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from metadl.algorithms.base import Predictor
+from metadl.algorithms.randomforest import ForestPredictor
 from metadl.apps.regression import support_table
 from metadl.data.preprocess import load_folder_tree
+from metadl.export_forest import FEATURES, forest_model
 from metadl.fileio import atomic_write_bytes
 from metadl.saving import SavedModel
 from metadl.tasks.tables import format_of, read_table
 from metadl.validation import check_support_labels
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 
 @contextlib.contextmanager
@@ -94,6 +102,37 @@ class AdaptedModule(nn.Module):
         return (scores, p.predict_variance(x)) if p.has_variance else (scores,)
 
 
+class _Features(nn.Module):
+    """``x`` -> ``backbone(x).flatten(1)``: what a head is fitted on (see ``heads.embed_tasks``)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x).flatten(1)
+
+
+def _trace(module: nn.Module, example_x: Tensor, output_names: list[str], learner_name: str) -> ModelProto:
+    """``module`` as an ONNX model with the input ``x`` (dynamic batch) via ``torch.onnx.export``."""
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(
+                module, (example_x,), dynamo=True, input_names=["x"], output_names=output_names,
+                dynamic_shapes=({0: batch},), verbose=False,
+            )  # fmt: skip
+    except Exception as err:  # torch.export raises many types; each means "this code cannot be traced"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # the exporter colours its messages
+        first = text.splitlines()[0] if text else type(err).__name__
+        raise OnnxExportError(
+            f"cannot export {learner_name or 'this predictor'} to ONNX ({type(err).__name__}: {first}); "
+            "a head must be PyTorch code torch.export can trace (or the randomforest head)"
+        ) from None
+    assert program is not None
+    return program.model_proto
+
+
 @dataclass(frozen=True)
 class ExportedModel:
     """What :func:`export_onnx` wrote: the file, its output names and the support set's labels."""
@@ -122,22 +161,13 @@ def export_onnx(
     except ImportError:
         raise OnnxExportError("ONNX export needs the onnx packages: pip install metadl[onnx]") from None
     module = AdaptedModule(predictor).eval()
-    batch = torch.export.Dim("batch", min=1)
-    try:
-        with _quiet(), torch.no_grad():
-            program = torch.onnx.export(
-                module, (example_x,), dynamo=True, input_names=["x"], output_names=module.output_names,
-                dynamic_shapes=({0: batch},), verbose=False,
-            )  # fmt: skip
-    except Exception as err:  # torch.export raises many types; each means "this head cannot be traced"
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # the exporter colours its messages
-        first = text.splitlines()[0] if text else type(err).__name__
-        raise OnnxExportError(
-            f"cannot export {learner_name or 'this predictor'} to ONNX ({type(err).__name__}: {first}); "
-            "heads fitted outside PyTorch (randomforest) cannot be traced"
-        ) from None
-    assert program is not None
-    proto = program.model_proto
+    if isinstance(predictor, ForestPredictor):
+        if importlib.util.find_spec("skl2onnx") is None:
+            raise OnnxExportError("exporting the randomforest head needs skl2onnx: pip install metadl[onnx]")
+        features = _trace(_Features(predictor.backbone), example_x, [FEATURES], learner_name)
+        proto = forest_model(predictor, features)
+    else:
+        proto = _trace(module, example_x, module.output_names, learner_name)
     labels = [] if predictor.classes_ is None else [int(c) for c in predictor.classes_.tolist()]
     classes = (
         None if predictor.classes_ is None else [class_names[c] if class_names else str(c) for c in labels]

@@ -62,6 +62,7 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from metadl.algorithms.base import Learner, Predictor
+from metadl.algorithms.randomforest import ForestPredictor
 from metadl.algorithms.registry import create_learner
 from metadl.data.preprocess import Preprocessing, load_folder_tree, load_image, load_images
 from metadl.fileio import remove_stale
@@ -448,7 +449,11 @@ class SavedModel:
         self.learner.eval()
         inner = self.learner.adapt(self._input(support_x), support_y.to(self.device))
         variance = (lambda x: inner.predict_variance(self._input(x))) if inner.has_variance else None
-        return Predictor(lambda x: inner.decision_function(self._input(x)), inner.classes_, variance)
+        score = lambda x: inner.decision_function(self._input(x))  # noqa: E731
+        if isinstance(inner, ForestPredictor):  # keeps what metadl.export needs to convert the forest
+            assert inner.classes_ is not None
+            return ForestPredictor(score, inner.classes_, backbone=inner.backbone, forest=inner.forest)
+        return Predictor(score, inner.classes_, variance)
 
     @property
     def is_regression(self) -> bool:

@@ -77,3 +77,16 @@ def test_bad_support_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "'label'" in err
     assert not (tmp_path / "c.onnx").exists()
+
+
+def test_a_random_forest_model_exports_backbone_and_forest(tmp_path, capsys):
+    model = _save(tmp_path, "randomforest", {"n_way": 2, "n_estimators": 10})
+    (tmp_path / "s.csv").write_text("a,b,label\n0,1,cat\n0,2,cat\n5,5,dog\n6,5,dog\n")
+    assert (
+        main(["export", str(model), "--support", str(tmp_path / "s.csv"), "--out", str(tmp_path / "f.onnx")])
+        == 0
+    )
+    assert "parity checked" in capsys.readouterr().out
+    outputs = run_onnx(tmp_path / "f.onnx", torch.tensor([[0.0, 1.5], [5.5, 5.0]]))
+    assert outputs["probabilities"].argmax(-1).tolist() == [0, 1]
+    assert outputs["probabilities"].sum(-1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)

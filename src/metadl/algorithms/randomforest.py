@@ -8,13 +8,14 @@ loss is reported, but calling ``backward()`` on it raises an error that says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from metadl.algorithms.base import Capabilities, LearnerOutput, make_output
+from metadl.algorithms.base import Capabilities, LearnerOutput, Predictor, encode_labels, make_output
 from metadl.algorithms.heads import HeadLearner, embed_tasks
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
@@ -38,6 +39,33 @@ class _NoGradient(torch.autograd.Function):
             "the 'randomforest' learner is fitted by scikit-learn and has no gradient (meta_trainable = False); "
             "evaluate it on a trained backbone, or meta-train a differentiable head such as 'svm', 'ridge' or 'logreg'"
         )
+
+
+class ForestPredictor(Predictor):
+    """The predictor of :meth:`RandomForestHead.adapt`, which also keeps the backbone and the fitted
+    forest so that :func:`metadl.export.export_onnx` can convert both (the forest with skl2onnx).
+
+    ``forest`` was fitted on ``backbone(x).flatten(1)`` with labels in ``0..N-1`` (indices into
+    ``classes``); the scores are ``log max(p, floor)`` of its class probabilities ``p``.
+
+    Example:
+        >>> from metadl.models import create_backbone
+        >>> rf = RandomForestHead(backbone=create_backbone("mlp", in_features=2, hidden=[4]), n_way=2, n_estimators=5)
+        >>> p = rf.eval().adapt(torch.tensor([[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [6.0, 5.0]]), torch.tensor([3, 3, 8, 8]))
+        >>> type(p).__name__, p.forest.classes_.tolist(), p.classes_.tolist(), p.floor
+        ('ForestPredictor', [0, 1], [3, 8], 1e-06)
+    """
+
+    def __init__(
+        self,
+        score: Callable[[Tensor], Tensor],
+        classes: Tensor,
+        *,
+        backbone: Backbone,
+        forest: RandomForestClassifier,
+    ) -> None:
+        super().__init__(score, classes)
+        self.backbone, self.forest, self.floor = backbone, forest, _FLOOR
 
 
 class RandomForestHead(HeadLearner):
@@ -107,6 +135,19 @@ class RandomForestHead(HeadLearner):
         for t, forest in enumerate(forests):
             probs[t][:, forest.classes_] = forest.predict_proba(z[t])
         return torch.from_numpy(np.log(np.maximum(probs, _FLOOR))).to(query_z.device, query_z.dtype)
+
+    @torch.no_grad()
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> ForestPredictor:
+        """Fit one forest on ``support_x``'s embeddings (any integer labels); see :class:`ForestPredictor`."""
+        classes, y = encode_labels(support_y)
+        forests = self.fit_head(
+            embed_tasks(self.backbone, support_x.unsqueeze(0)), y.unsqueeze(0), len(classes)
+        )
+
+        def score(x: Tensor) -> Tensor:
+            return self.score_head(forests, embed_tasks(self.backbone, x.unsqueeze(0)))[0]
+
+        return ForestPredictor(score, classes, backbone=self.backbone, forest=forests[0])
 
     def forward(self, batch: TaskBatch) -> LearnerOutput:
         if not batch.is_classification:
