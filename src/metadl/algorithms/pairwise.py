@@ -140,7 +140,7 @@ class PairwiseSimilarityClusterer(Learner):
         self.train(was_training)
 
         def score(q: Tensor) -> Tensor:
-            zq = F.normalize(embed_all(self.backbone, q), dim=-1)
+            zq = F.normalize(self.backbone(q), dim=-1)  # unchunked: see SoftKMeansClusterer.adapt
             return torch.sigmoid(self.log_scale.exp() * (zq @ zs.T) + self.bias) @ weights
 
         return Predictor(score, classes)

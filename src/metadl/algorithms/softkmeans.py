@@ -129,4 +129,8 @@ class SoftKMeansClusterer(Learner):
         z = self.embed(support_x)
         means = F.one_hot(y, len(classes)).to(z).T @ z / torch.bincount(y).to(z).unsqueeze(-1)
         beta = self.log_beta.exp()
-        return Predictor(lambda q: -beta * squared_distances(self.embed(q), means), classes)
+        # The query path calls the backbone unchunked: embed_all's Python branch on len(x) would fix the
+        # batch size of an exported (ONNX) graph to the support's.
+        return Predictor(
+            lambda q: -beta * squared_distances(F.normalize(self.backbone(q), dim=-1), means), classes
+        )
