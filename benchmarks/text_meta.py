@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 
 import torch
-from text_intents import SEEDS, SHOTS, cells, embed_rows, markers, relabel, used_rows, write_doc
+from text_intents import cells, embed_rows, markers, relabel, write_doc
 
 from metadl.algorithms.protonet import ProtoNet
 from metadl.apps.text.finetune import FinetuneSettings, episodic_finetune, finetunable_model, query_loss
-from metadl.apps.text.intents import IntentResult, Split, run_protocol
+from metadl.apps.text.intents import IntentResult, Split, kshot_indices, run_protocol
 from metadl.apps.text.model import TextModel
 from metadl.data.base import FewShotDataset
 from metadl.data.text import TextDataset, banking77, clinc150
-from metadl.models.text import LowerLayerEncoder
+from metadl.models.text import LowerLayerEncoder, create_text_encoder
 from metadl.tasks.samplers import EpisodeSampler
 
 OVERLAP = ("banking", "credit_cards")
@@ -82,6 +82,37 @@ def compact(ds: TextDataset) -> TextDataset:
     return TextDataset.from_names(list(ds.texts), ds.label_names(), name=ds.name)
 
 
+def evaluate_banking(
+    args: argparse.Namespace, b_train: TextDataset, b_test: TextDataset, tuned: TunedEncoder
+) -> tuple[list[tuple[str, IntentResult]], int]:
+    """Issue 13's protocol on BANKING77 (``args.seeds`` draws, ``args.shots``), frozen MiniLM and ``tuned``
+    on the same draws and test sentences (a seeded subset when ``--test-subset``)."""
+    seeds, shots = tuple(args.seeds), tuple(args.shots)
+    rows = torch.cat(
+        [kshot_indices(b_train.labels, max(shots), torch.Generator().manual_seed(s)) for s in seeds]
+    ).unique()
+    keep = torch.ones(len(b_test), dtype=torch.bool)
+    if args.test_subset is not None:
+        keep[:] = False
+        keep[
+            torch.randperm(len(b_test), generator=torch.Generator().manual_seed(args.seed))[
+                : args.test_subset
+            ]
+        ] = True
+    b_test = b_test.subset(keep)
+    results = []
+    frozen = create_text_encoder("sentence_transformer")
+    for encoder_name, enc in (("frozen MiniLM", frozen), ("fine-tuned top", tuned)):
+        train = Split(embed_rows(enc, b_train, rows), b_train.labels)  # type: ignore[arg-type]
+        test = Split(embed_rows(enc, b_test), relabel(b_test, b_train.class_names))  # type: ignore[arg-type]
+        for k in shots:
+            for name, head in cells(train, rows, k):
+                result = run_protocol("BANKING77", name, train, test, k_shot=k, seeds=seeds, head=head)
+                results.append((encoder_name, result))
+                print(encoder_name, name, k, result.ci("accuracy"), flush=True)
+    return results, len(b_test)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -95,6 +126,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="protocol draws")
+    p.add_argument("--shots", type=int, nargs="+", default=[5, 10])
+    p.add_argument("--test-subset", type=int, default=None, help="score a seeded subset of the test set")
     p.add_argument("--doc", type=Path, default=None, help="write the section into this file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -132,31 +166,23 @@ def main() -> None:
         f"max_length {max_length}; cached {len(meta) + len(val)} sentences in {cache_s:.0f} s; val before {before}",
         flush=True,
     )
-    t0 = time.perf_counter()
     settings = FinetuneSettings(
         n_way=args.n_way, k_shot=5, n_query=5, episodes=args.episodes, lr=args.lr, seed=args.seed
     )
+    t0 = time.perf_counter()
     history = episodic_finetune(model, meta_x, settings, progress=True)
     train_s = time.perf_counter() - t0
     after = (query_loss(model, val_x, **shape, episodes=val_seeds), val_accuracy())
     print(f"trained {args.episodes} episodes in {train_s:.0f} s; val after {after}", flush=True)
-    tuned = TunedEncoder(model)
     t0 = time.perf_counter()
-    rows = used_rows(b_train.labels)
-    train = Split(embed_rows(tuned, b_train, rows), b_train.labels)  # type: ignore[arg-type]
-    test = Split(embed_rows(tuned, b_test), relabel(b_test, b_train.class_names))  # type: ignore[arg-type]
-    results: list[IntentResult] = []
-    for k in SHOTS:
-        for name, head in cells(train, rows, k):
-            results.append(run_protocol("BANKING77", name, train, test, k_shot=k, seeds=SEEDS, head=head))
-            print("BANKING77", name, k, results[-1].ci("accuracy"), flush=True)
+    results, test_n = evaluate_banking(args, b_train, b_test, TunedEncoder(model))
     eval_s = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     load = os.getloadavg()[0]
     lines = [
-        f"| {args.frozen_layers} | {'with' if args.keep_overlap else 'without'} | {r.method} | {r.k_shot} | "
-        f"{r.ci('accuracy')} |"
-        for r in results
+        f"| {encoder_name} | {args.frozen_layers} | {'with' if args.keep_overlap else 'without'} | {r.method} | "
+        f"{r.k_shot} | {r.ci('accuracy')} |"
+        for encoder_name, r in results
     ]
     summary = (
         f"frozen_layers={args.frozen_layers}, max_length={max_length}, {len(meta.class_names)} meta-training "
@@ -164,7 +190,8 @@ def main() -> None:
         f"validation intents ({len(val.class_names)}) 10-way 5-shot query loss / accuracy before "
         f"{before[0]:.3f} / {100 * before[1]:.1f}%, after {after[0]:.3f} / {100 * after[1]:.1f}%; "
         f"caching lower blocks {cache_s:.0f} s, training {train_s:.0f} s "
-        f"({train_s / max(len(history), 1):.1f} s/episode), BANKING77 encoding + protocol {eval_s:.0f} s, "
+        f"({train_s / max(len(history), 1):.1f} s/episode), BANKING77 encoding + protocol {eval_s:.0f} s "
+        f"({len(args.seeds)} draws, {test_n} test sentences), "
         f"whole run {(time.perf_counter() - start) / 60:.1f} min, peak resident memory {peak:.2f} GiB, "
         f"load average {load:.1f}"
     )
@@ -173,7 +200,10 @@ def main() -> None:
     if args.doc is not None:
         name = f"meta-{args.frozen_layers}-{'with' if args.keep_overlap else 'without'}"
         start_mark, end_mark = markers(name)
-        header = "| frozen layers | banking/credit-card domains | head | K | BANKING77 accuracy |\n|---|---|---|---|---|"
+        header = (
+            "| encoder | frozen layers | banking/credit-card domains in meta-training | head | K | BANKING77 accuracy |\n"
+            "|---|---|---|---|---|---|"
+        )
         write_doc("\n".join([start_mark, summary, "", header, *lines, end_mark]), args.doc, name)
 
 
