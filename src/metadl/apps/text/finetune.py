@@ -31,7 +31,9 @@ from metadl.apps.text.model import TextModel
 from metadl.data.base import FewShotDataset
 from metadl.data.text import TextDataset
 from metadl.models.text.layers import LowerLayerEncoder
+from metadl.tasks.file_source import TaskFileSource
 from metadl.tasks.samplers import EpisodeSampler
+from metadl.tasks.task import TaskBatch
 from metadl.training.meta import meta_train
 
 
@@ -92,19 +94,46 @@ def episode_dataset(model: TextModel, data: TextDataset) -> FewShotDataset:
     return FewShotDataset(model.encoder.encode(data.texts), data.labels, data.class_names, name=data.name)
 
 
+class EncodedTasks:
+    """Text tasks of a task-file source (each its own label space) with their sentences encoded on demand:
+    a sentence is computed once, then read from the encoder's cache, so only sampled sentences cost."""
+
+    def __init__(self, model: TextModel, source: TaskFileSource) -> None:
+        self.model, self.source = model, source
+
+    def sample_batch(self, n_tasks: int) -> TaskBatch:
+        tasks = [self.source.sample() for _ in range(n_tasks)]
+        encode = self.model.encoder.encode
+        return TaskBatch(
+            torch.stack([encode(t.support_texts()) for t in tasks]),
+            torch.stack([t.support_y for t in tasks]),
+            torch.stack([encode(t.query_texts()) for t in tasks]),
+            torch.stack([t.query_y for t in tasks]),
+        )
+
+
 def episodic_finetune(
     model: TextModel,
-    data: TextDataset | FewShotDataset,
+    data: TextDataset | FewShotDataset | TaskFileSource,
     settings: FinetuneSettings = FinetuneSettings(),
     *,
     progress: bool = False,
 ) -> list[dict[str, float]]:
     """Meta-train ``model``'s learner (its trainable parameters: the top blocks, and any head) on episodes of
-    ``data``; returns one row per meta-batch (``iteration``, ``loss``, ``accuracy``)."""
-    dataset = episode_dataset(model, data) if isinstance(data, TextDataset) else data
-    sampler = EpisodeSampler(
-        dataset, n_way=settings.n_way, k_shot=settings.k_shot, n_query=settings.n_query, seed=settings.seed
-    )
+    ``data`` (sentences with labels, or a task-file source whose tasks keep their own labels, sampled as the
+    source is configured); returns one row per meta-batch (``iteration``, ``loss``, ``accuracy``)."""
+    sampler: EpisodeSampler | EncodedTasks
+    if isinstance(data, TaskFileSource):
+        sampler = EncodedTasks(model, data)
+    else:
+        dataset = episode_dataset(model, data) if isinstance(data, TextDataset) else data
+        sampler = EpisodeSampler(
+            dataset,
+            n_way=settings.n_way,
+            k_shot=settings.k_shot,
+            n_query=settings.n_query,
+            seed=settings.seed,
+        )
     trainable = [p for p in model.learner.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     return meta_train(
