@@ -64,3 +64,78 @@ def stand_in_characters():
 def _experiment_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs that tests train or evaluate are recorded in a throw-away database, never in the user's."""
     monkeypatch.setenv("METADL_DB", str(tmp_path_factory.mktemp("db") / "experiments.sqlite"))
+
+
+TINY_WORDS = tuple(
+    [
+        "the",
+        "a",
+        "my",
+        "please",
+        "now",
+        "today",
+        "card",
+        "cash",
+        "bank",
+        "money",
+        "music",
+        "song",
+        "play",
+        "jazz",
+        "rock",
+        "film",
+        "movie",
+        "watch",
+        "weather",
+        "rain",
+        "sun",
+        "snow",
+        "cold",
+        "hot",
+        "flight",
+        "train",
+        "trip",
+        "book",
+        "hotel",
+        "room",
+        "pizza",
+        "food",
+        "eat",
+        "dinner",
+    ]
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sentence-transformers folder holding a random 3-block BERT of width 16 (mean pooling, normalised)
+    over the word-piece vocabulary ``TINY_WORDS``: the MiniLM code paths without the 90 MB model.
+    Skipped without ``metadl[text]``."""
+    st = pytest.importorskip("sentence_transformers")
+    st_modules = pytest.importorskip("sentence_transformers.sentence_transformer.modules")
+    transformers = pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("tiny_bert")
+    hf = root / "hf"
+    hf.mkdir()
+    (hf / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]) + "\n"
+    )
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(hf, do_lower_case=True)
+    config = transformers.BertConfig(
+        vocab_size=5 + len(TINY_WORDS),
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(hf, safe_serialization=True)
+    tokenizer.save_pretrained(hf)
+    modules = [
+        st_modules.Transformer(str(hf), max_seq_length=32),
+        st_modules.Pooling(16, "mean"),
+        st_modules.Normalize(),
+    ]
+    st.SentenceTransformer(modules=modules, device="cpu").save(str(root / "model"))
+    return root / "model"

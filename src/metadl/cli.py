@@ -94,12 +94,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from metadl.apps.text.train import find_text_config, train_text_from_cli
     from metadl.config import ConfigError, find_config, load_config
     from metadl.experiments.record import record_or_warn, training_record
     from metadl.training.meta import NonFiniteLossError
     from metadl.training.trainer import default_run_dir, resumed_config, train
 
     try:
+        text_config = None if args.config is None else find_text_config(args.config)
+        if text_config is not None:  # a text app config (app: text): episodic fine-tuning of an encoder
+            model_dir = train_text_from_cli(text_config, args.set, args.out, args.resume, args.time_limit)
+            print(f"run folder {model_dir.parent}; model saved to {model_dir}")
+            return 0
         if args.config is None and args.resume is None:
             raise ConfigError("give a CONFIG to start a run, or --resume RUN_DIR to continue one")
         if args.resume is not None and args.out is not None:

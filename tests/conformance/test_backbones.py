@@ -47,6 +47,17 @@ def tokens(length: int) -> Callable[[int, torch.Generator], Tensor]:
     return make
 
 
+def token_states(length: int, width: int) -> Callable[[int, torch.Generator], Tensor]:
+    """Flattened ``(length, width + 1)`` token states whose last channel is a trailing-padding mask."""
+
+    def make(b: int, g: torch.Generator) -> Tensor:
+        lengths = torch.randint(1, length + 1, (b,), generator=g)
+        mask = (torch.arange(length) < lengths[:, None]).float()
+        return torch.cat([torch.randn(b, length, width, generator=g), mask[..., None]], -1).flatten(1)
+
+    return make
+
+
 @dataclass(frozen=True)
 class Config:
     kwargs: dict[str, Any]
@@ -77,6 +88,11 @@ CONFIGS: dict[str, Config] = {
         {"vocab_size": VOCAB, "d_model": 8, "num_heads": 2, "num_layers": 2, "ff_dim": 12, "pool": "cls"},
         tokens(6),
         {"positional": "rotary"},
+    ),
+    "bert_top": Config(
+        {"max_length": 5, "hidden_size": 6, "num_layers": 2, "num_heads": 2, "intermediate_size": 8},
+        token_states(5, 6),
+        {"num_heads": 4},
     ),
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from metadl.models.attention import SelfAttentionEncoder
 from metadl.models.base import Backbone
+from metadl.models.bert_top import BertTop
 from metadl.models.conv4 import Conv4
 from metadl.models.identity import Identity
 from metadl.models.mlp import MLP
@@ -24,6 +25,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "gru": gru_encoder,
     "attention": SelfAttentionEncoder,
     "transformer": TransformerEncoder,
+    "bert_top": BertTop,  # top blocks of a pretrained text encoder, fed by cached lower-layer states
 }
 
 

@@ -85,18 +85,23 @@ class TextModel:
         backbone: str | None = None,
         n_way: int = 5,
         learner_kwargs: dict[str, Any] | None = None,
+        backbone_state: dict[str, Tensor] | None = None,
         **kwargs: Any,
     ) -> TextModel:
         """A fresh model: ``learner`` (a registry name) on the backbone that reads ``encoder``'s output.
 
         ``kwargs`` go to the backbone (e.g. ``hidden_size``), ``learner_kwargs`` to the learner (e.g.
-        ``{"distance": "cosine"}``); ``n_way`` is the meta-training way.
+        ``{"distance": "cosine"}``); ``n_way`` is the meta-training way; ``backbone_state``: initial
+        backbone weights (e.g. the pretrained top blocks, ``LowerLayerEncoder.top_state()``), loaded strictly.
         """
         backbone_spec = encoder.backbone_spec(backbone, **kwargs)
         learner_spec = {"name": learner, "n_way": n_way, **(learner_kwargs or {})}
         spec = {"backbone": backbone_spec, "learner": learner_spec}
         bb, lk = dict(backbone_spec), dict(learner_spec)
-        net = create_learner(lk.pop("name"), backbone=create_backbone(bb.pop("name"), **bb), **lk)
+        body = create_backbone(bb.pop("name"), **bb)
+        if backbone_state is not None:
+            body.load_state_dict(backbone_state)
+        net = create_learner(lk.pop("name"), backbone=body, **lk)
         return cls(encoder, net, spec)
 
     def adapt(self, texts: Sequence[str], labels: Sequence[str]) -> TextPredictor:

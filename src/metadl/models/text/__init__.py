@@ -3,6 +3,7 @@ backbones trained from scratch, behind one interface and one registry."""
 
 from metadl.models.text.cache import EmbeddingCache, default_cache_dir
 from metadl.models.text.encoders import EncoderError, FrozenTextEncoder, TextEncoder, TokenEncoder
+from metadl.models.text.layers import LowerLayerEncoder
 from metadl.models.text.registry import TEXT_ENCODERS, create_text_encoder, list_text_encoders
 from metadl.models.text.sentence import SentenceTransformerEncoder
 from metadl.models.text.tokenizer import WordTokenizer
@@ -13,6 +14,7 @@ __all__ = [
     "EmbeddingCache",
     "EncoderError",
     "FrozenTextEncoder",
+    "LowerLayerEncoder",
     "SentenceTransformerEncoder",
     "TextEncoder",
     "TokenEncoder",

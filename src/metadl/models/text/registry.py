@@ -2,7 +2,7 @@
 
 Example:
     >>> list_text_encoders()
-    ['sentence_transformer', 'tokens', 'wordllama']
+    ['sentence_transformer', 'sentence_transformer_layers', 'tokens', 'wordllama']
     >>> create_text_encoder("tokens", texts=["hello there"]).encode(["hello"]).tolist()
     [[2]]
 """
@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from metadl.models.text.encoders import EncoderError, TextEncoder, TokenEncoder
+from metadl.models.text.layers import LowerLayerEncoder
 from metadl.models.text.sentence import SentenceTransformerEncoder
 from metadl.models.text.wordllama import WordLlamaEncoder
 
 TEXT_ENCODERS: dict[str, type[TextEncoder]] = {
     "sentence_transformer": SentenceTransformerEncoder,  # all-MiniLM-L6-v2 by default (metadl[text])
+    "sentence_transformer_layers": LowerLayerEncoder,  # frozen lower blocks for a trainable bert_top
     "wordllama": WordLlamaEncoder,  # static, fast (metadl[text])
     "tokens": TokenEncoder,  # a word tokenizer for backbones trained from scratch (no extra)
 }

@@ -1,0 +1,162 @@
+"""Few-shot sentiment across product domains (ARSC, Yu et al. NAACL 2018) with held-out source domains.
+
+The benchmark's own target domains are not distributed here, so some *source* domains are held out as
+targets (:func:`held_out_domains`: a seeded draw) and every task of theirs (``<domain>.t2|t4|t5``)
+becomes a target task: its support is its ``.train`` file subsampled to ``shots`` reviews per label
+(fixed seed), its query its ``.test`` file, both read through the core's task-file source
+(:class:`~metadl.tasks.file_source.TaskFileSource` in fixed mode). Meta-training reads the remaining
+domains' tasks through the same source with ``exclude=`` patterns (:func:`meta_training_source`), so a
+held-out domain cannot reach meta-training (the tests check the source's task names and texts).
+
+Scores per target task: accuracy and macro-F1 of the adapted classifier, and of the always-majority
+baseline (the label most frequent in the task's whole ``.train`` file, answered for every query:
+the test sets are imbalanced, so a constant answer scores high on some tasks). Reported: means over the
+target tasks.
+
+Example:
+    >>> held_out_domains(["books", "dvd", "kitchen", "toys"], 2, seed=0)
+    ('books', 'dvd')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from metadl.tasks.file_source import TaskFileSource
+from metadl.tasks.source import NamedTask
+
+# fit on (support texts, support labels) -> predict labels of query texts
+Classifier = Callable[[list[str], list[str], list[str]], list[str]]
+
+
+def arsc_domains(root: str | Path) -> tuple[str, ...]:
+    """The product domains of an ARSC folder (``<domain>.t2.train`` ... files), sorted."""
+    names = {p.name.split(".")[0] for p in Path(root).glob("*.t[0-9]*.*") if not p.name.startswith(".")}
+    if not names:
+        raise ValueError(f"{root} holds no ARSC task files (<domain>.t2.train ...); point it at arsc_source")
+    return tuple(sorted(names))
+
+
+def held_out_domains(domains: Sequence[str], n: int, *, seed: int = 0) -> tuple[str, ...]:
+    """``n`` of ``domains`` drawn with a seeded generator, sorted: the target domains."""
+    if not 0 < n < len(domains):
+        raise ValueError(f"hold out 1..{len(domains) - 1} of the {len(domains)} domains, got n={n}")
+    order = torch.randperm(len(domains), generator=torch.Generator().manual_seed(seed))
+    return tuple(sorted(domains[i] for i in order[:n].tolist()))
+
+
+def small_tasks(root: str | Path, need: int) -> list[str]:
+    """Tasks whose ``.train`` file has fewer than ``need`` reviews of some label (``tools_hardware.t2``
+    has 3 negative ones): they cannot give ``k_shot + n_query`` of each label."""
+    small = []
+    for path in sorted(Path(root).glob("*.t[0-9]*.train")):
+        counts: dict[str, int] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                label = line.rsplit("\t", 1)[-1].strip()
+                counts[label] = counts.get(label, 0) + 1
+        if len(counts) < 2 or min(counts.values()) < need:
+            small.append(path.name.removesuffix(".train"))
+    return small
+
+
+def meta_training_source(
+    root: str | Path, held_out: Sequence[str], *, k_shot: int = 5, n_query: int = 5, seed: int = 0
+) -> TaskFileSource:
+    """Sampled binary tasks from the ``.train`` files of every domain but ``held_out`` (and but the
+    :func:`small_tasks` that cannot give ``k_shot + n_query`` reviews of each label)."""
+    return TaskFileSource(
+        root,
+        format="tsv",
+        split="train",
+        n_way=2,
+        k_shot=k_shot,
+        n_query=n_query,
+        exclude=[f"{d}.*" for d in held_out] + small_tasks(root, k_shot + n_query),
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class TargetTask:
+    """A held-out task: ``shots`` support reviews per label, the whole test file, and the majority label."""
+
+    name: str
+    support_texts: list[str]
+    support_labels: list[str]
+    query_texts: list[str]
+    query_labels: list[str]
+    majority: str
+
+
+def target_tasks(
+    root: str | Path, held_out: Sequence[str], *, shots: int = 5, seed: int = 0
+) -> list[TargetTask]:
+    """Every task of the ``held_out`` domains (see the module docstring), in name order."""
+    source = TaskFileSource(
+        root, format="tsv", support="train", query="test", include=[f"{d}.*" for d in held_out]
+    )
+    out = []
+    for name in source.names:
+        task = source.sample(name)
+        out.append(subsample(task, shots, seed))
+    return out
+
+
+def subsample(task: NamedTask, shots: int, seed: int) -> TargetTask:
+    """``shots`` support rows per label of ``task`` (a generator seeded ``seed``), in label order."""
+    g = torch.Generator().manual_seed(seed)
+    texts, labels = task.support_texts(), [task.classes[int(y)] for y in task.support_y]
+    keep: list[int] = []
+    for c in range(len(task.classes)):
+        members = (task.support_y == c).nonzero().flatten()
+        if len(members) < shots:
+            raise ValueError(
+                f"task {task.name}: label {task.classes[c]!r} has {len(members)} reviews < {shots}"
+            )
+        keep += sorted(members[torch.randperm(len(members), generator=g)[:shots]].tolist())
+    counts = torch.bincount(task.support_y, minlength=len(task.classes))
+    return TargetTask(
+        task.name,
+        [texts[i] for i in keep],
+        [labels[i] for i in keep],
+        task.query_texts(),
+        [task.classes[int(y)] for y in task.query_y],
+        task.classes[int(counts.argmax())],
+    )
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One target task: accuracy and macro-F1 of the method and of the always-majority answer."""
+
+    name: str
+    accuracy: float
+    macro_f1: float
+    majority_accuracy: float
+    majority_macro_f1: float
+
+
+def score_task(task: TargetTask, predicted: Sequence[str]) -> TaskScore:
+    """Scores of ``predicted`` (one label per query) and of the majority answer on ``task``."""
+    truth = task.query_labels
+    constant = [task.majority] * len(truth)
+    labels = sorted(set(truth) | set(task.support_labels))
+    return TaskScore(
+        task.name,
+        float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)])),
+        float(f1_score(truth, list(predicted), labels=labels, average="macro", zero_division=0)),
+        float(np.mean([p == t for p, t in zip(constant, truth, strict=True)])),
+        float(f1_score(truth, constant, labels=labels, average="macro", zero_division=0)),
+    )
+
+
+def evaluate(classifier: Classifier, tasks: Sequence[TargetTask]) -> list[TaskScore]:
+    """Adapt ``classifier`` to each task's support and score its query predictions."""
+    return [score_task(t, classifier(t.support_texts, t.support_labels, t.query_texts)) for t in tasks]

@@ -1,0 +1,188 @@
+"""``metadl train`` for text configs: episodic fine-tuning of a sentence encoder's top blocks into a run folder.
+
+A text config is a YAML file whose first key is ``app: text`` (the shipped ones live in
+``metadl/apps/text/configs/``: ``text_intent_clinc150_to_banking77``, ``text_sentiment_arsc``)::
+
+    app: text
+    encoder: {model: all-MiniLM-L6-v2, frozen_layers: 5, max_length: 32}
+    dataset: {name: clinc150, root: ../shared/data/clinc150, exclude_domains: [banking], per_intent: 20}
+    learner: {name: protonet, distance: cosine, learn_temperature: true}
+    train: {episodes: 300, n_way: 10, k_shot: 5, n_query: 5, lr: 1.0e-4, seed: 0}
+
+``dataset.name`` is ``clinc150`` (its training split, ``per_intent`` rows of each intent, without the
+``exclude_domains``) or ``arsc`` (the ``.train`` files of an ARSC folder read through the task-file source,
+without ``held_out`` domains drawn with ``seed``: :mod:`metadl.apps.text.sentiment`). ``train`` holds the
+fields of :class:`~metadl.apps.text.finetune.FinetuneSettings`. ``--set SECTION.KEY=VALUE`` overrides any value;
+unknown keys fail naming the allowed ones.
+
+The run folder gets ``config.yaml`` (the config as run), ``metrics.csv`` (loss and accuracy per episode)
+and ``model/``, a saved text model that ``metadl predict RUN --support S.csv --query Q.csv`` adapts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from metadl.apps.text.finetune import FinetuneSettings, episodic_finetune, finetunable_model
+from metadl.apps.text.predict import save_text_model
+from metadl.apps.text.sentiment import arsc_domains, held_out_domains, meta_training_source
+from metadl.config import ConfigError, apply_overrides, read_yaml
+from metadl.data.text import TextDataset, clinc150
+from metadl.models.text.layers import LowerLayerEncoder
+from metadl.models.text.sentence import MINILM
+
+CONFIG_FOLDER = Path(__file__).parent / "configs"
+DATASETS = ("clinc150", "arsc")
+
+
+@dataclass(frozen=True)
+class EncoderSection:
+    model: str = MINILM
+    frozen_layers: int = 5
+    max_length: int = 32
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    name: str
+    root: str
+    exclude_domains: tuple[str, ...] = ()  # clinc150
+    per_intent: int | None = None  # clinc150: rows of each intent (None: all)
+    held_out: int = 4  # arsc: target domains kept out of meta-training
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TextTrainConfig:
+    encoder: EncoderSection
+    dataset: DatasetSection
+    learner: dict[str, Any]
+    train: FinetuneSettings
+    raw: dict[str, Any] = field(compare=False)
+
+
+def list_text_configs() -> list[str]:
+    """Names of the shipped text configs."""
+    return sorted(p.stem for p in CONFIG_FOLDER.glob("*.yaml"))
+
+
+def find_text_config(name: str) -> Path | None:
+    """The shipped text config ``name``, or the YAML file ``name`` when it starts with ``app: text``; else None."""
+    if name in list_text_configs():
+        return CONFIG_FOLDER / f"{name}.yaml"
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        head = path.read_text(encoding="utf-8", errors="replace")
+        raw = read_yaml(head) if "app:" in head else None
+        if isinstance(raw, dict) and raw.get("app") == "text":
+            return path
+    return None
+
+
+def _section(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "raw"]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: unknown keys {unknown}; allowed: {names}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def _typed(value: Any) -> Any:
+    """``--set`` values arrive as text: read them as YAML scalars (``1e-4``, ``true``, ``[a, b]``)."""
+    return read_yaml(value) if isinstance(value, str) else value
+
+
+def load_text_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> TextTrainConfig:
+    """Read, override and validate a text config (see the module docstring)."""
+    raw = read_yaml(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("app") != "text":
+        raise ConfigError(f"{path}: a text config starts with 'app: text'")
+    raw = apply_overrides(raw, overrides)
+    raw = {k: {kk: _typed(vv) for kk, vv in v.items()} if isinstance(v, dict) else v for k, v in raw.items()}
+    unknown = sorted(set(raw) - {"app", "encoder", "dataset", "learner", "train"})
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown sections {unknown}; allowed: app, encoder, dataset, learner, train"
+        )
+    learner = dict(raw.get("learner") or {"name": "protonet"})
+    if not isinstance(learner.get("name"), str):
+        raise ConfigError(f"{path}: learner.name is missing (e.g. protonet, svm, anil)")
+    dataset = _section(DatasetSection, raw.get("dataset"), "dataset")
+    if dataset.name not in DATASETS:
+        raise ConfigError(f"dataset.name={dataset.name!r}; choose one of {list(DATASETS)}")
+    return TextTrainConfig(
+        _section(EncoderSection, raw.get("encoder") or {}, "encoder"),
+        dataset,
+        learner,
+        _section(FinetuneSettings, raw.get("train") or {}, "train"),
+        raw,
+    )
+
+
+def clinc_training_data(section: DatasetSection) -> TextDataset:
+    """CLINC150's training split without ``exclude_domains``, ``per_intent`` rows of each intent (seeded)."""
+    kept: tuple[str, ...] = ()
+    if section.exclude_domains:
+        domains = read_yaml((Path(section.root) / "domains.json").read_text(encoding="utf-8"))
+        kept = tuple(sorted(set(domains) - set(section.exclude_domains)))
+    data = clinc150(section.root, "train", domains=kept)
+    if section.per_intent is None:
+        return data
+    g = torch.Generator().manual_seed(section.seed)
+    keep = torch.zeros(len(data), dtype=torch.bool)
+    for c in range(len(data.class_names)):
+        members = (data.labels == c).nonzero().flatten()
+        keep[members[torch.randperm(len(members), generator=g)[: section.per_intent]]] = True
+    kept_data = data.subset(keep)
+    return TextDataset.from_names(list(kept_data.texts), kept_data.label_names(), name=data.name)
+
+
+def train_text(cfg: TextTrainConfig, run_dir: str | Path, *, progress: bool = True) -> Path:
+    """Fine-tune as ``cfg`` says into ``run_dir`` (created; must not exist); returns the saved model folder."""
+    run = Path(run_dir)
+    if run.exists() and any(run.iterdir()):
+        raise ConfigError(f"run folder {run} exists and is not empty; give a new --out folder")
+    e, d, s = cfg.encoder, cfg.dataset, cfg.train
+    encoder = LowerLayerEncoder(model=e.model, frozen_layers=e.frozen_layers, max_length=e.max_length)
+    learner = dict(cfg.learner)
+    model = finetunable_model(encoder, learner.pop("name"), n_way=s.n_way, learner_kwargs=learner)
+    if d.name == "clinc150":
+        history = episodic_finetune(model, clinc_training_data(d), s, progress=progress)
+        held: tuple[str, ...] = ()
+    else:
+        held = held_out_domains(arsc_domains(d.root), d.held_out, seed=d.seed)
+        source = meta_training_source(d.root, held, k_shot=s.k_shot, n_query=s.n_query, seed=s.seed)
+        history = episodic_finetune(model, source, s, progress=progress)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
+    with (run / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    metadata = {"config": cfg.raw, "held_out_domains": list(held)}
+    return save_text_model(run / "model", model, metadata=metadata)
+
+
+def train_text_from_cli(
+    path: Path, overrides: list[str], out: str | None, resume: str | None, time_limit: float | None
+) -> Path:
+    """``metadl train TEXT_CONFIG [--set ...] [--out RUN]``; returns the saved model folder."""
+    if resume is not None or time_limit is not None:
+        raise ConfigError("text configs run to the end: --resume and --time-limit are for the core trainer")
+    cfg = load_text_config(path, overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return train_text(cfg, out or Path("runs") / f"{path.stem}-{stamp}")

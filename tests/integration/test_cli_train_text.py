@@ -1,0 +1,113 @@
+"""``metadl train`` on the shipped text configs (tiny BERT, generated CLINC150- and ARSC-shaped folders), then
+``metadl predict RUN --support S.csv --query Q.csv --json`` on the run; config errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metadl.apps.text.train import list_text_configs, load_text_config
+from metadl.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOPICS = {
+    "bank": ("card", "cash", "money"),
+    "music": ("music", "jazz", "rock"),
+    "weather": ("rain", "snow", "sun"),
+    "travel": ("flight", "hotel", "trip"),
+    "food": ("pizza", "dinner", "eat"),
+}
+
+
+def clinc_like(root: Path) -> Path:
+    """data_full.json + domains.json: two domains; intents named <topic>_<n>, sentences of the topic's words."""
+    rows = {"train": [], "val": [], "test": [], "oos_train": [], "oos_val": [], "oos_test": []}
+    for topic, words in TOPICS.items():
+        for n in range(2):
+            for i in range(8):
+                rows["train"].append(
+                    [f"{words[i % 3]} {words[(i + n) % 3]} please {words[n]}", f"{topic}_{n}"]
+                )
+    domains = {
+        "money": ["bank_0", "bank_1"],
+        "other": [f"{t}_{n}" for t in TOPICS if t != "bank" for n in range(2)],
+    }
+    root.mkdir()
+    (root / "data_full.json").write_text(json.dumps(rows))
+    (root / "domains.json").write_text(json.dumps(domains))
+    return root
+
+
+def arsc_like(root: Path) -> Path:
+    root.mkdir()
+    for d, (good, bad) in {
+        "books": ("sun", "rain"),
+        "dvd": ("jazz", "rock"),
+        "toys": ("pizza", "snow"),
+    }.items():
+        for t in ("t2", "t5"):
+            for split, n in (("train", 12), ("test", 4)):
+                lines = [f"{good if i % 2 else bad} my {d[0]} review\t{1 if i % 2 else -1}" for i in range(n)]
+                (root / f"{d}.{t}.{split}").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_shipped_text_configs_load():
+    assert list_text_configs() == ["text_intent_clinc150_to_banking77", "text_sentiment_arsc"]
+    for name in list_text_configs():
+        cfg = load_text_config(Path(__file__).parents[2] / "src/metadl/apps/text/configs" / f"{name}.yaml")
+        assert cfg.encoder.model == "all-MiniLM-L6-v2" and cfg.train.episodes >= 100
+
+
+@pytest.mark.parametrize("name", ["text_intent_clinc150_to_banking77", "text_sentiment_arsc"])
+def test_train_then_predict_on_a_shipped_text_config(name, tiny_bert, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("METADL_CACHE", str(tmp_path / "cache"))
+    data = clinc_like(tmp_path / "clinc") if "clinc" in name else arsc_like(tmp_path / "arsc")
+    run = tmp_path / "run"
+    sets = [f"dataset.root={data}", f"encoder.model={tiny_bert}", "encoder.frozen_layers=2"]
+    sets += ["encoder.max_length=8", "train.episodes=3", "train.k_shot=2", "train.n_query=2"]
+    sets += (
+        ["dataset.exclude_domains=[money]", "train.n_way=4"] if "clinc" in name else ["dataset.held_out=1"]
+    )
+    code = main(["train", name, "--out", str(run), *[a for s in sets for a in ("--set", s)]])
+    assert code == 0, capsys.readouterr().err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["encoder"]["max_length"] == 8 and len((run / "metrics.csv").read_text().splitlines()) == 4
+    saved = json.loads((run / "model" / "metadl.json").read_text())
+    if "arsc" in name:
+        held = saved["metadata"]["held_out_domains"]
+        assert len(held) == 1 and held[0] in ("books", "dvd", "toys")
+    (tmp_path / "s.csv").write_text(
+        "text,label\n" + "".join(f"{w} {w} please,{t}\n" for t, ws in TOPICS.items() for w in ws)
+    )
+    (tmp_path / "q.csv").write_text("text\nmy card please\nsome jazz\n")
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--support",
+                str(tmp_path / "s.csv"),
+                "--query",
+                str(tmp_path / "q.csv"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["text"] for r in rows] == ["my card please", "some jazz"]
+    assert all(r["label"] in TOPICS and 0 < r["probability"] <= 1 for r in rows)
+
+
+def test_text_config_errors_exit_2_with_one_line(tmp_path, capsys):
+    code = main(["train", "text_sentiment_arsc", "--set", "encoder.layers=3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "unknown keys ['layers']" in err and len(err.splitlines()) == 1
+    code = main(["train", "text_sentiment_arsc", "--set", "dataset.name=imdb"])
+    assert code == 2 and "choose one of ['clinc150', 'arsc']" in capsys.readouterr().err
