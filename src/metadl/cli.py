@@ -22,7 +22,9 @@ from metadl.tune import command as tune_command
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from metadl.algorithms import list_learners
-    from metadl.config import config_summary, list_configs
+    from metadl.apps.text.train import CONFIG_FOLDER as TEXT_CONFIGS
+    from metadl.apps.text.train import list_text_configs
+    from metadl.config import header_summary, list_configs, shipped_config
     from metadl.data import list_datasets
     from metadl.models import list_backbones
 
@@ -31,11 +33,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if args.what in (None, name):
             print(f"{name}: {', '.join(items)}")
     if args.what in (None, "configs"):
-        names = list_configs()
-        width = max(map(len, names))
+        # issue 14's text configs (app: text) ship beside their application; metadl train finds them by name
+        paths = {name: shipped_config(name) for name in list_configs()}
+        paths |= {name: TEXT_CONFIGS / f"{name}.yaml" for name in list_text_configs()}
+        width = max(map(len, paths))
         print("configs (metadl train NAME):")
-        for config in names:
-            print(f"  {config:<{width}}  {config_summary(config)}")
+        for config in sorted(paths):
+            print(f"  {config:<{width}}  {header_summary(paths[config])}")
     return 0
 
 

@@ -675,7 +675,12 @@ def config_summary(name: str) -> str:
         >>> config_summary("maml_sinusoid")
         'MAML on sinusoid regression'
     """
-    first = shipped_config(name).read_text().partition("\n")[0]
+    return header_summary(shipped_config(name))
+
+
+def header_summary(path: Path) -> str:
+    """The first line of a YAML file's header comment, up to the first ``(`` or ``:`` ("" without one)."""
+    first = path.read_text().partition("\n")[0]
     if not first.startswith("#"):
         return ""
     return re.split(r"\s*[(:]", first.lstrip("# "), maxsplit=1)[0].strip()

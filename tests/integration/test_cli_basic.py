@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from metadl.apps.text.train import list_text_configs
 from metadl.cli import build_parser, main
 from metadl.config import list_configs
 
@@ -39,7 +40,10 @@ def test_list_shows_the_shipped_configs_with_their_summaries(capsys):
     out = capsys.readouterr().out
     assert out.startswith("configs (metadl train NAME):\n") and "learners:" not in out
     assert re.search(r"^  maml_sinusoid +MAML on sinusoid regression$", out, re.M)
-    assert len(out.splitlines()) == 1 + len(list_configs())
+    assert re.search(
+        r"^  text_sentiment_arsc +Episodic fine-tuning of all-MiniLM-L6-v2's top block", out, re.M
+    )
+    assert len(out.splitlines()) == 1 + len(list_configs()) + len(list_text_configs())
 
 
 def test_short_demo_prints_accuracy_with_interval(capsys, tmp_path):
