@@ -69,7 +69,9 @@ def test_a_study_with_a_stale_trial_resumes_without_repeating_finished_ones(tmp_
     study = open_study(job)  # a worker dies mid-trial: its trial stays RUNNING and its heartbeats stop
     dying = study.ask()
     study._storage.record_heartbeat(dying._trial_id)
-    time.sleep(3.5)  # past the grace period (3 x heartbeat)
+    # Past the grace period (3 x heartbeat) with a margin: Optuna compares the heartbeat with SQLite's
+    # CURRENT_TIMESTAMP, which has whole seconds, so "now" can read up to 1 s early (3.5 s failed at times).
+    time.sleep(5.0)
     result = tune(_job(tmp_path, 4, pruner="none"), progress=False)
     after = open_study(job).get_trials()
     assert {t.number: (t.params, t.value) for t in after if t.number in before} == before  # kept, not rerun
