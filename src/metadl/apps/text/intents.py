@@ -76,15 +76,18 @@ def choose_logreg_c(
         >>> choose_logreg_c(Split(x, y), 2, grid=(1e-4, 10.0))
         10.0
     """
+    draws = []  # (support, query) per seed, the same for every C
+    for seed in seeds:
+        support = kshot_indices(train.y, k_shot, torch.Generator().manual_seed(seed))
+        query = torch.ones(len(train.y), dtype=torch.bool)
+        query[support] = False
+        if not bool(query.any()):
+            raise ValueError(f"choose_logreg_c needs more than k_shot = {k_shot} rows of some class")
+        draws.append((support, query))
     scores: list[tuple[float, float]] = []
     for c in grid:
         accuracies, log_likelihoods = [], []
-        for seed in seeds:
-            support = kshot_indices(train.y, k_shot, torch.Generator().manual_seed(seed))
-            query = torch.ones(len(train.y), dtype=torch.bool)
-            query[support] = False
-            if not bool(query.any()):
-                raise ValueError(f"choose_logreg_c needs more than k_shot = {k_shot} rows of some class")
+        for support, query in draws:
             scorer = logreg_head(c)(train.x[support], train.y[support], int(train.y.max()) + 1)
             proba, truth = scorer(train.x[query]), train.y[query]
             accuracies.append((proba.argmax(-1) == truth).float().mean().item())
