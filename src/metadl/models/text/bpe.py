@@ -129,8 +129,10 @@ class BPETokenizer:
         for rank, (left, right) in enumerate(merges):
             if left not in known or right not in known or left in SPECIALS[:2] or right in SPECIALS:
                 raise TokenizerError(f"merge {rank} ({left[:40]!r}, {right[:40]!r}) joins an unknown symbol")
-            if left.endswith(END) or (left, right) in ranks:
-                raise TokenizerError(f"merge {rank} ({left[:40]!r}, {right[:40]!r}) can never apply twice")
+            if left.endswith(END):
+                raise TokenizerError(f"merge {rank} ({left[:40]!r}, {right[:40]!r}) follows a word's end")
+            if (left, right) in ranks:
+                raise TokenizerError(f"merge {rank} ({left[:40]!r}, {right[:40]!r}) is listed twice")
             if len(left) + len(right) > MAX_SYMBOL_CHARS:
                 raise TokenizerError(f"merge {rank} makes a symbol longer than {MAX_SYMBOL_CHARS} characters")
             ranks[(left, right)] = rank

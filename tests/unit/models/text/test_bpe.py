@@ -191,6 +191,16 @@ def test_save_load_identity(tmp_path):
             "merge 0 \\('a', 'zz'\\) joins an unknown symbol",
         ),
         (
+            '{"kind": "bpe", "normalization": "nfkc+lowercase", "alphabet": ["a", "b"], '
+            '"merges": [["a", "b"], ["a", "b"]], "max_length": 8}',
+            "merge 1 \\('a', 'b'\\) is listed twice",
+        ),
+        (
+            '{"kind": "bpe", "normalization": "nfkc+lowercase", "alphabet": ["a</w>", "b"], '
+            '"merges": [["a</w>", "b"]], "max_length": 8}',
+            "follows a word's end",
+        ),
+        (
             '{"kind": "bpe", "normalization": "nfkc+lowercase", "alphabet": ["ab"], "merges": [], "max_length": 8}',
             "is not one new character",
         ),
