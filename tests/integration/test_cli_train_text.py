@@ -149,10 +149,11 @@ def test_time_limited_sessions_then_resume_equal_an_uninterrupted_run(
     # each session stops after its first episode (the limit is checked after every episode)
     assert main(["train", name, "--out", str(cut), "--time-limit", "0.000001s", *sets]) == 0
     assert len(rows(cut)) == 1 and (cut / "last.ckpt").is_file() and (cut / "model").is_dir()
-    assert "continue with: metadl train CONFIG --resume" in capsys.readouterr().out
+    assert f"continue with: metadl train {cut / 'config.yaml'} --resume {cut}" in capsys.readouterr().out
     assert main(["train", name, "--resume", str(cut), "--time-limit", "0.000001s", *sets]) == 0
     assert len(rows(cut)) == 2
-    assert main(["train", name, "--resume", str(cut), *sets]) == 0, capsys.readouterr().err
+    # the run's own config.yaml holds the --set values: the command the stop message gives
+    assert main(["train", str(cut / "config.yaml"), "--resume", str(cut)]) == 0, capsys.readouterr().err
     assert rows(cut) == rows(whole) and len(rows(whole)) == 5
     a, b = (
         load_file(whole / "model" / "weights.safetensors"),

@@ -6,8 +6,9 @@ and a :class:`~metadl.training.run.RunState` whose config is a :class:`TextRunCo
 YAML mapping as its record; the model saved with :func:`~metadl.apps.text.predict.save_text_model`).
 From there the run is the core's: ``last.ckpt`` every ``train.checkpoint_every`` episodes (weights,
 AdamW, the episode source's generator, every global random state), SIGTERM / SIGINT / ``--time-limit``
-stop it after the episode in progress (checkpointed, model saved), and ``--resume RUN`` continues it
-exactly: the resumed run ends with the weights of a run never interrupted, bit for bit on the CPU.
+stop it after the episode in progress (checkpointed, model saved), and ``metadl train CONFIG --resume RUN``
+continues it exactly (CONFIG: the config it was started with, e.g. ``RUN/config.yaml``, which holds the
+``--set`` values): the resumed run ends with the weights of a run never interrupted, bit for bit on the CPU.
 
 The frozen lower layers never change and their outputs are read from the on-disk cache or recomputed
 identically, so they hold no state to checkpoint. No validation runs during fine-tuning: the model
@@ -89,7 +90,7 @@ def text_run(
     state = RunState(config, model.learner, optimizer, scheduler, source, (encoder.dim,), "accuracy")
     if resume and folder.last.exists():
         state.restore(load_checkpoint(folder.last), folder.last)
-    resume_command = f"metadl train CONFIG --resume {folder.path} (CONFIG and --set values as started)"
+    resume_command = f"metadl train {folder.config} --resume {folder.path}"  # the run's own config
     return TrainingRun(
         state,
         folder,
