@@ -74,7 +74,8 @@ class TokenEncoder(TextEncoder):
             (:func:`~metadl.models.text.tokenizers.list_tokenizers`; ``"bpe"`` when None), with at most
             ``max_vocab`` entries (the tokenizer's default when None); or rebuild a saved one
             (``config()``): a word tokenizer from ``vocab`` (``["[PAD]", "[UNK]", ...]``), a BPE
-            tokenizer from ``alphabet`` and ``merges``.
+            tokenizer from ``alphabet``, ``merges`` and ``normalization`` (the only one there is:
+            ``"nfkc+lowercase"``).
         max_length: tokens kept per text.
     """
 
@@ -91,6 +92,7 @@ class TokenEncoder(TextEncoder):
         vocab: Sequence[str] | None = None,
         alphabet: Sequence[str] | None = None,
         merges: Sequence[Sequence[str]] | None = None,
+        normalization: str = NORMALIZATION,
     ) -> None:
         saved_word, saved_bpe = vocab is not None, alphabet is not None or merges is not None
         if [texts is not None, saved_word, saved_bpe].count(True) != 1:
@@ -108,7 +110,7 @@ class TokenEncoder(TextEncoder):
             elif vocab is not None:
                 self.tokenizer = WordTokenizer(vocab, max_length=max_length)
             else:
-                state = {"kind": "bpe", "normalization": NORMALIZATION, "max_length": max_length}
+                state = {"kind": "bpe", "normalization": normalization, "max_length": max_length}
                 state |= {"alphabet": list(alphabet or ()), "merges": [list(m) for m in merges or ()]}
                 self.tokenizer = BPETokenizer.from_dict(state)
         except ValueError as err:
@@ -127,7 +129,6 @@ class TokenEncoder(TextEncoder):
 
     def config(self) -> dict[str, Any]:
         state = self.tokenizer.to_dict()
-        state.pop("normalization", None)
         return {"name": self.name, "tokenizer": state.pop("kind", self.tokenizer.kind), **state}
 
 

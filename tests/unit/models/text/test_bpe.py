@@ -15,7 +15,14 @@ from metadl.apps.text.model import TextModel
 from metadl.apps.text.predict import load_text_model, save_text_model
 from metadl.cli import main
 from metadl.models import create_backbone
-from metadl.models.text import BPETokenizer, TokenEncoder, TokenizerError, create_text_encoder
+from metadl.models.text import (
+    BPETokenizer,
+    TokenEncoder,
+    TokenizerError,
+    create_text_encoder,
+    fit_tokenizer,
+    list_tokenizers,
+)
 from metadl.models.text import bpe as bpe_module
 from metadl.models.text.bpe import pre_tokenize
 
@@ -257,3 +264,32 @@ def test_subword_ids_reach_the_lstm():
     assert 1 not in ids[0].tolist() and len(enc.tokenizer.tokens("rebooking")) > 1
     assert net(ids).shape == (2, net.out_features)
     assert seen[0].dtype == torch.long and seen[0].equal(ids)
+
+
+@pytest.mark.parametrize("name", list_tokenizers())
+def test_every_tokenizer_keeps_the_contract(name):
+    """The registry's conformance: int64 ids, 0 padding, 1 unknown, the bounds, a saved form that rebuilds it."""
+    texts = ["Book a flight to Rome", "flight to Paris please", "my balance please", "balance of my account"]
+    tok = fit_tokenizer(name, texts, max_vocab=30, max_length=6)
+    assert tok.kind == name and tok.vocab[:2] == ("[PAD]", "[UNK]") and tok.vocab_size <= 30
+    ids = tok.encode([*texts, "", "zzz qqq"])
+    assert ids.dtype == torch.long and ids.shape[0] == 6 and ids.shape[1] <= 6
+    assert ids[4, 0] == 1 and (ids[4, 1:] == 0).all() and ids[5, 0] == 1  # one [UNK], then padding
+    enc = TokenEncoder(texts=texts, tokenizer=name, max_vocab=30, max_length=6)
+    assert enc.config()["tokenizer"] == name
+    again = create_text_encoder(**json.loads(json.dumps(enc.config())))
+    assert again.encode(texts).equal(enc.encode(texts)) and again.config() == enc.config()
+    with pytest.raises(TokenizerError, match="unknown tokenizer 'sentencepiece'"):
+        fit_tokenizer("sentencepiece", texts)
+
+
+def test_models_saved_before_bpe_load_as_word_tokenizers():
+    old = {
+        "name": "tokens",
+        "vocab": ["[PAD]", "[UNK]", "hi", "there"],
+        "max_length": 4,
+    }  # no "tokenizer" key
+    enc = create_text_encoder(**old)
+    assert enc.encode(["hi there you"]).tolist() == [[2, 3, 1]] and enc.config()["tokenizer"] == "word"
+    with pytest.raises(ValueError, match="tokenizer='bpe' but the saved tokenizer is a word tokenizer"):
+        create_text_encoder(**old, tokenizer="bpe")
