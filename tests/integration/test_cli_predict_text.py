@@ -28,9 +28,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("text")
     texts = [t for examples in SUPPORT.values() for t in examples]
     torch.manual_seed(0)
-    # A bag-of-words prototype model (attention backbone, untrained) separates these keyword sentences.
+    # A bag-of-words prototype model (attention backbone, untrained) separates these keyword sentences:
+    # whole-word tokens (an untrained model over BPE's character pieces compares spellings, not words).
     model = TextModel.build(
-        TokenEncoder(texts=texts), "protonet", backbone="attention", d_model=16, num_heads=2, num_layers=1
+        TokenEncoder(texts=texts, tokenizer="word"),
+        "protonet",
+        backbone="attention",
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
     )
     save_text_model(root / "run" / "model", model)
     support = root / "support.csv"

@@ -1,13 +1,17 @@
 """``metadl train`` on the shipped text configs (tiny BERT, generated CLINC150- and ARSC-shaped folders), then
-``metadl predict RUN --support S.csv --query Q.csv --json`` on the run; config errors exit 2 with one line."""
+``metadl predict RUN --support S.csv --query Q.csv --json`` on the run; config errors exit 2 with one line.
+``--time-limit`` then ``--resume RUN``: the fine-tuning runs through the core run object, so a run cut into
+sessions ends with the weights and ``metrics.csv`` of a run never interrupted; another config is refused."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from metadl.apps.text.train import list_text_configs, load_text_config
 from metadl.cli import main
@@ -111,3 +115,67 @@ def test_text_config_errors_exit_2_with_one_line(tmp_path, capsys):
     assert code == 2 and "unknown keys ['layers']" in err and len(err.splitlines()) == 1
     code = main(["train", "text_sentiment_arsc", "--set", "dataset.name=imdb"])
     assert code == 2 and "choose one of ['clinc150', 'arsc']" in capsys.readouterr().err
+
+
+NAMES = ["text_intent_clinc150_to_banking77", "text_sentiment_arsc"]
+
+
+def settings(name: str, data: Path, tiny_bert: Path) -> list[str]:
+    sets = [f"dataset.root={data}", f"encoder.model={tiny_bert}", "encoder.frozen_layers=2"]
+    sets += ["encoder.max_length=8", "train.episodes=5", "train.k_shot=2", "train.n_query=2"]
+    sets += ["train.checkpoint_every=2", "train.lr=3e-3"]
+    sets += (
+        ["dataset.exclude_domains=[money]", "train.n_way=4"] if "clinc" in name else ["dataset.held_out=1"]
+    )
+    return [a for s in sets for a in ("--set", s)]
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as f:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_time_limited_sessions_then_resume_equal_an_uninterrupted_run(
+    name, tiny_bert, tmp_path, monkeypatch, capsys
+):
+    data = clinc_like(tmp_path / "clinc") if "clinc" in name else arsc_like(tmp_path / "arsc")
+    sets = settings(name, data, tiny_bert)
+    monkeypatch.setenv("METADL_CACHE", str(tmp_path / "cache_whole"))
+    whole = tmp_path / "whole"
+    assert main(["train", name, "--out", str(whole), *sets]) == 0, capsys.readouterr().err
+    monkeypatch.setenv("METADL_CACHE", str(tmp_path / "cache_cut"))
+    cut = tmp_path / "cut"
+    # each session stops after its first episode (the limit is checked after every episode)
+    assert main(["train", name, "--out", str(cut), "--time-limit", "0.000001s", *sets]) == 0
+    assert len(rows(cut)) == 1 and (cut / "last.ckpt").is_file() and (cut / "model").is_dir()
+    assert f"continue with: metadl train {cut / 'config.yaml'} --resume {cut}" in capsys.readouterr().out
+    assert main(["train", name, "--resume", str(cut), "--time-limit", "0.000001s", *sets]) == 0
+    assert len(rows(cut)) == 2
+    # the run's own config.yaml holds the --set values: the command the stop message gives
+    assert main(["train", str(cut / "config.yaml"), "--resume", str(cut)]) == 0, capsys.readouterr().err
+    assert rows(cut) == rows(whole) and len(rows(whole)) == 5
+    a, b = (
+        load_file(whole / "model" / "weights.safetensors"),
+        load_file(cut / "model" / "weights.safetensors"),
+    )
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_resume_refuses_another_config_and_a_missing_run(tiny_bert, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METADL_CACHE", str(tmp_path / "cache"))
+    name = "text_sentiment_arsc"
+    sets = settings(name, arsc_like(tmp_path / "arsc"), tiny_bert)
+    run = tmp_path / "run"
+    assert main(["train", name, "--out", str(run), "--time-limit", "0.000001s", *sets]) == 0
+    capsys.readouterr()
+    code = main(["train", name, "--resume", str(run), *sets, "--set", "train.lr=1e-2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "differs from the one" in err and "train.lr" in err and len(err.splitlines()) == 1
+    assert len(rows(run)) == 1  # untouched
+    code = main(["train", name, "--resume", str(tmp_path / "nothing"), *sets])
+    assert code == 2 and "cannot resume" in capsys.readouterr().err
+    code = main(["train", name, "--out", str(run), *sets])  # a new run into a folder holding one
+    assert code == 2 and f"--resume {run}" in capsys.readouterr().err
+    code = main(["train", name, "--out", str(tmp_path / "x"), "--resume", str(run), *sets])
+    assert code == 2 and "use one of them" in capsys.readouterr().err

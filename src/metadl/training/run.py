@@ -3,8 +3,10 @@
 :meth:`TrainingRun.setup` builds everything a config asks for (data, learner, optimizer, samplers) and,
 when resuming, restores the last checkpoint; :meth:`TrainingRun.run` then repeats :meth:`step` (one
 meta-update and its ``metrics.csv`` row), :meth:`validate` and :meth:`checkpoint` when they are due, and
-ends with :meth:`finish` (the best weights saved for use). An application with its own metric builds
-a :class:`RunState` and a :class:`Validator` itself and hands them to the constructor.
+ends with :meth:`finish` (the best weights saved for use). An application with its own config or
+metric builds a :class:`RunState` (with its :class:`~metadl.training.runconfig.RunConfig`) and a
+:class:`Validator` itself and hands them to the constructor (the text app does:
+:mod:`metadl.apps.text.run`).
 
 Resuming is exact: a checkpoint holds the weights, the optimiser and scheduler, the episode sampler's
 generator, every global RNG, the iteration, the best score and the number of ``metrics.csv`` rows, so a
@@ -32,10 +34,9 @@ from tqdm.auto import tqdm
 
 from metadl.algorithms import LEARNERS
 from metadl.algorithms.base import Learner
-from metadl.config import Config, ConfigError, config_from_dict, config_to_dict
+from metadl.config import Config, ConfigError
 from metadl.data.base import FewShotDataset
 from metadl.evaluation import EvalResult, evaluate
-from metadl.saving import save_model
 from metadl.tasks import TaskKind, TaskSource
 from metadl.training.build import (
     build_learner,
@@ -44,8 +45,6 @@ from metadl.training.build import (
     input_shape,
     load_split,
     make_sampler,
-    model_spec,
-    preprocessing_for,
 )
 from metadl.training.checkpoint import (
     load_checkpoint,
@@ -58,6 +57,7 @@ from metadl.training.generated import training_source
 from metadl.training.meta import NonFiniteLossError, check_trainable, meta_step
 from metadl.training.metrics import MetricsLog, read_metrics
 from metadl.training.plots import PLOT_FILE, plot_learning_curves
+from metadl.training.runconfig import CoreRunConfig, RunConfig
 from metadl.training.runfolder import BEST, LAST, RunFolder, RunFolderError
 from metadl.training.stopping import StopRequests
 from metadl.validation import non_finite_tensors
@@ -116,9 +116,12 @@ class StepRecord:
 
 @dataclass
 class RunState:
-    """Everything a checkpoint holds: the training objects and the bookkeeping of the loop."""
+    """Everything a checkpoint holds: the training objects and the bookkeeping of the loop.
 
-    cfg: Config
+    ``config`` is the run's config as the loop sees it (:class:`~metadl.training.runconfig.RunConfig`:
+    a core config's :class:`~metadl.training.runconfig.CoreRunConfig`, or an application's own)."""
+
+    config: RunConfig
     learner: Learner
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -138,7 +141,7 @@ class RunState:
             "iteration": self.iteration,
             "model": self.learner.state_dict(),
             "x_shape": list(self.x_shape),
-            "config": config_to_dict(self.cfg),
+            "config": self.config.to_dict(),
             "metric": self.metric,
             "best_value": self.best_value,
             "best_iteration": self.best_iteration,
@@ -158,7 +161,7 @@ class RunState:
         }
 
     def restore(self, ckpt: dict[str, Any], source: Path) -> None:
-        if config_from_dict(ckpt["config"]) != self.cfg:
+        if not self.config.same_as(ckpt["config"]):
             raise RunFolderError(f"{source} was written by a different config than the run's config.yaml")
         self.learner.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -201,6 +204,7 @@ class TrainingRun:
         progress: bool = True,
         log: Callable[[str], None] = print,
         plots: bool = True,
+        resume_command: str | None = None,
     ) -> None:
         if time_limit is not None and not time_limit > 0:
             raise ValueError(
@@ -213,6 +217,8 @@ class TrainingRun:
         self.log = log if ctx.is_main else (lambda _: None)
         self.progress = progress and ctx.is_main
         self.plots = plots  # learning_curves.png at validations (off for short tuning trials)
+        # how a user continues this run (an application whose runs need their config names it)
+        self.resume_command = resume_command or f"metadl train --resume {folder.path}"
         self.started = time.monotonic()
         self.stopped_by: str | None = None  # "time limit", "SIGTERM", "SIGINT"
         self.metrics: MetricsLog | None = None
@@ -252,7 +258,9 @@ class TrainingRun:
         learner = build_learner(cfg, x_shape, sampler.kind).to(ctx.device)
         optimizer = build_optimizer(cfg, learner.parameters())
         metric = METRICS[sampler.kind]
-        state = RunState(cfg, learner, optimizer, build_scheduler(cfg, optimizer), sampler, x_shape, metric)
+        run_config = CoreRunConfig(cfg, x_shape, sampler.kind)
+        scheduler = build_scheduler(cfg, optimizer)
+        state = RunState(run_config, learner, optimizer, scheduler, sampler, x_shape, metric)
         validator = None
         val_split = cfg.dataset.val_split
         if ctx.is_main and val_split is not None and cfg.train.val_every > 0:
@@ -273,7 +281,8 @@ class TrainingRun:
     # -- the loop -----------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        s, total = self.state, self.state.cfg.train.iterations
+        s, loop = self.state, self.state.config.loop
+        total = loop.iterations
         attempt = s.iteration + 1
         if s.iteration:
             self.log(f"resuming {self.folder.path} at iteration {s.iteration} of {total}")
@@ -286,14 +295,14 @@ class TrainingRun:
                 while s.iteration < total and self.stopped_by is None:
                     attempt = s.iteration + 1
                     record = self.step()
-                    if self._due(self.state.cfg.train.val_every) and self.validator is not None:
+                    if self._due(loop.val_every) and self.validator is not None:
                         record.validation = self.validate()
                     self._stop_if_asked()
                     if self.metrics is not None:
                         row = record.row(s.metric)
                         self.metrics.append({k: v for k, v in row.items() if k in self.metrics.columns})
                         s.metrics_rows = self.metrics.rows
-                    if self._due(self.state.cfg.train.checkpoint_every) or self.stopped_by is not None:
+                    if self._due(loop.checkpoint_every) or self.stopped_by is not None:
                         self.checkpoint()
                     if record.validation is not None:
                         self._plot()
@@ -312,10 +321,10 @@ class TrainingRun:
 
     def step(self) -> StepRecord:
         """One meta-update on the next meta-batch (this process's shard of it)."""
-        s, ctx = self.state, self.ctx
-        batch = ctx.shard(s.sampler.sample_batch(s.cfg.sampler.meta_batch)).to(ctx.device)
+        s, ctx, loop = self.state, self.ctx, self.state.config.loop
+        batch = ctx.shard(s.sampler.sample_batch(loop.meta_batch)).to(ctx.device)
         lr = float(s.optimizer.param_groups[0]["lr"])
-        out = meta_step(s.learner, batch, s.optimizer, grad_clip=s.cfg.train.grad_clip, distributed=ctx)
+        out = meta_step(s.learner, batch, s.optimizer, grad_clip=loop.grad_clip, distributed=ctx)
         loss = float(ctx.reduce_mean(out.loss.item()))
         if not math.isfinite(loss):  # another process's shard, or a loss that only became inf in the mean
             raise NonFiniteLossError(f"meta-loss is {loss}")
@@ -344,12 +353,12 @@ class TrainingRun:
 
     def finish(self) -> TrainResult:
         """Save the learner for use (the best validated weights, else the last) and say how the session ended."""
-        s, total = self.state, self.state.cfg.train.iterations
+        s, total = self.state, self.state.config.loop.iterations
         self.ctx.barrier()
         if self.stopped_by is not None and s.iteration < total:
             self.log(
                 f"{self.stopped_by}: stopped after {s.iteration} of {total} iterations (checkpointed); "
-                f"continue with: metadl train --resume {self.folder.path}"
+                f"continue with: {self.resume_command}"
             )
         if self.ctx.is_main:
             self._plot()
@@ -380,7 +389,7 @@ class TrainingRun:
 
     def _due(self, every: int) -> bool:
         it = self.state.iteration
-        return (every > 0 and it % every == 0) or it == self.state.cfg.train.iterations
+        return (every > 0 and it % every == 0) or it == self.state.config.loop.iterations
 
     def _session_seconds(self) -> float:
         return time.monotonic() - self.started
@@ -439,23 +448,13 @@ class TrainingRun:
         return out
 
     def _save_model(self) -> Path:
-        s = (
-            self.state
-        )  # its weights were checked when their checkpoint was saved (and save_model checks again)
+        s = self.state  # its weights were checked when their checkpoint was saved (and saving checks again)
         metadata = {
-            "config": config_to_dict(s.cfg),
-            "x_shape": list(s.x_shape),
             "checkpoint": BEST if s.best_iteration is not None else LAST,
             "iteration": s.best_iteration if s.best_iteration is not None else s.iteration,
             f"val_{s.metric}": s.best_value,
         }
-        return save_model(
-            self.folder.model,
-            s.learner,
-            spec=model_spec(s.cfg, s.x_shape, s.sampler.kind),
-            preprocessing=preprocessing_for(s.cfg, s.x_shape),
-            metadata=metadata,
-        )
+        return s.config.save_model(self.folder.model, s.learner, metadata)
 
 
 @dataclass

@@ -33,7 +33,8 @@ from metadl.data.text import TextDataset
 from metadl.models.text.layers import LowerLayerEncoder
 from metadl.tasks.file_source import TaskFileSource
 from metadl.tasks.samplers import EpisodeSampler
-from metadl.tasks.task import TaskBatch
+from metadl.tasks.source import TaskKind
+from metadl.tasks.task import Task, TaskBatch
 from metadl.training.meta import meta_train
 
 
@@ -41,7 +42,8 @@ from metadl.training.meta import meta_train
 class FinetuneSettings:
     """Episodes of ``n_way`` classes with ``k_shot`` support and ``n_query`` query sentences each;
     ``episodes`` meta-batches of ``meta_batch`` tasks; AdamW with ``lr`` and ``weight_decay``; global
-    gradient-norm clip ``grad_clip``; ``seed`` seeds the episode sampler."""
+    gradient-norm clip ``grad_clip``; ``seed`` seeds the episode sampler (and, in a run folder, every
+    global random state); a run folder's ``last.ckpt`` is written every ``checkpoint_every`` episodes."""
 
     n_way: int = 10
     k_shot: int = 5
@@ -52,6 +54,7 @@ class FinetuneSettings:
     weight_decay: float = 0.01
     grad_clip: float | None = 1.0
     seed: int = 0
+    checkpoint_every: int = 50
 
     def __post_init__(self) -> None:
         counts = {
@@ -66,6 +69,8 @@ class FinetuneSettings:
                 raise ValueError(f"FinetuneSettings: {key} must be >= 1, got {value}")
         if not self.lr > 0:
             raise ValueError(f"FinetuneSettings: lr must be > 0, got {self.lr}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"FinetuneSettings: checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
 
 def finetunable_model(
@@ -96,20 +101,44 @@ def episode_dataset(model: TextModel, data: TextDataset) -> FewShotDataset:
 
 class EncodedTasks:
     """Text tasks of a task-file source (each its own label space) with their sentences encoded on demand:
-    a sentence is computed once, then read from the encoder's cache, so only sampled sentences cost."""
+    a sentence is computed once, then read from the encoder's cache, so only sampled sentences cost.
+    A task source itself: its state is the file source's (the run object checkpoints it)."""
+
+    kind: TaskKind = "classification"
 
     def __init__(self, model: TextModel, source: TaskFileSource) -> None:
         self.model, self.source = model, source
 
-    def sample_batch(self, n_tasks: int) -> TaskBatch:
-        tasks = [self.source.sample() for _ in range(n_tasks)]
+    @property
+    def batchable(self) -> bool:
+        return self.source.batchable
+
+    def sample(self) -> Task:
+        task = self.source.sample()
         encode = self.model.encoder.encode
-        return TaskBatch(
-            torch.stack([encode(t.support_texts()) for t in tasks]),
-            torch.stack([t.support_y for t in tasks]),
-            torch.stack([encode(t.query_texts()) for t in tasks]),
-            torch.stack([t.query_y for t in tasks]),
-        )
+        return Task(encode(task.support_texts()), task.support_y, encode(task.query_texts()), task.query_y)
+
+    def sample_batch(self, n_tasks: int) -> TaskBatch:
+        return TaskBatch.stack([self.sample() for _ in range(n_tasks)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+
+def episode_source(
+    model: TextModel, data: TextDataset | FewShotDataset | TaskFileSource, settings: FinetuneSettings
+) -> EpisodeSampler | EncodedTasks:
+    """The episodes of ``data`` for ``model``: ``n_way``-way episodes of a labelled dataset (its sentences
+    encoded once), or the tasks of a task-file source as it is configured (encoded per task)."""
+    if isinstance(data, TaskFileSource):
+        return EncodedTasks(model, data)
+    dataset = episode_dataset(model, data) if isinstance(data, TextDataset) else data
+    return EpisodeSampler(
+        dataset, n_way=settings.n_way, k_shot=settings.k_shot, n_query=settings.n_query, seed=settings.seed
+    )
 
 
 def episodic_finetune(
@@ -122,18 +151,7 @@ def episodic_finetune(
     """Meta-train ``model``'s learner (its trainable parameters: the top blocks, and any head) on episodes of
     ``data`` (sentences with labels, or a task-file source whose tasks keep their own labels, sampled as the
     source is configured); returns one row per meta-batch (``iteration``, ``loss``, ``accuracy``)."""
-    sampler: EpisodeSampler | EncodedTasks
-    if isinstance(data, TaskFileSource):
-        sampler = EncodedTasks(model, data)
-    else:
-        dataset = episode_dataset(model, data) if isinstance(data, TextDataset) else data
-        sampler = EpisodeSampler(
-            dataset,
-            n_way=settings.n_way,
-            k_shot=settings.k_shot,
-            n_query=settings.n_query,
-            seed=settings.seed,
-        )
+    sampler = episode_source(model, data, settings)
     trainable = [p for p in model.learner.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     return meta_train(

@@ -15,13 +15,15 @@ without ``held_out`` domains drawn with ``seed``: :mod:`metadl.apps.text.sentime
 fields of :class:`~metadl.apps.text.finetune.FinetuneSettings`. ``--set SECTION.KEY=VALUE`` overrides any value;
 unknown keys fail naming the allowed ones.
 
-The run folder gets ``config.yaml`` (the config as run), ``metrics.csv`` (loss and accuracy per episode)
-and ``model/``, a saved text model that ``metadl predict RUN --support S.csv --query Q.csv`` adapts.
+The run folder is the core's (:mod:`metadl.training.runfolder`): ``config.yaml`` (the config as run),
+``metrics.csv`` (loss and accuracy per episode), ``last.ckpt`` and ``model/``, a saved text model that
+``metadl predict RUN --support S.csv --query Q.csv`` adapts. The fine-tuning runs through the core run
+object (:mod:`metadl.apps.text.run`), so ``--time-limit`` and SIGTERM stop it checkpointed and
+``metadl train CONFIG --resume RUN`` (the same config and ``--set`` values) continues it exactly.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -31,13 +33,17 @@ from typing import Any
 import torch
 import yaml
 
-from metadl.apps.text.finetune import FinetuneSettings, episodic_finetune, finetunable_model
-from metadl.apps.text.predict import save_text_model
+from metadl.apps.text.finetune import FinetuneSettings
+from metadl.apps.text.run import text_run
 from metadl.apps.text.sentiment import arsc_domains, held_out_domains, meta_training_source
 from metadl.config import ConfigError, apply_overrides, read_yaml
 from metadl.data.text import TextDataset, clinc150
+from metadl.fileio import atomic_write_bytes
 from metadl.models.text.layers import LowerLayerEncoder
 from metadl.models.text.sentence import MINILM
+from metadl.tasks.file_source import TaskFileSource
+from metadl.training.run import TrainResult
+from metadl.training.runfolder import LOCK_FILE, RunFolder, RunFolderError
 
 CONFIG_FOLDER = Path(__file__).parent / "configs"
 DATASETS = ("clinc150", "arsc")
@@ -151,38 +157,96 @@ def clinc_training_data(section: DatasetSection) -> TextDataset:
     return TextDataset.from_names(list(kept_data.texts), kept_data.label_names(), name=data.name)
 
 
-def train_text(cfg: TextTrainConfig, run_dir: str | Path, *, progress: bool = True) -> Path:
-    """Fine-tune as ``cfg`` says into ``run_dir`` (created; must not exist); returns the saved model folder."""
-    run = Path(run_dir)
-    if run.exists() and any(run.iterdir()):
-        raise ConfigError(f"run folder {run} exists and is not empty; give a new --out folder")
+def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested mappings.
+
+    Example:
+        >>> config_diff({"train": {"lr": 1, "seed": 0}, "app": "text"}, {"train": {"lr": 2, "seed": 0}, "app": "text"})
+        ['train.lr']
+    """
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return [] if a == b else [prefix or "(root)"]
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out += config_diff(a.get(key), b.get(key), name) if key in a and key in b else [name]
+    return out
+
+
+def train_text(
+    cfg: TextTrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    time_limit: float | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune as ``cfg`` says into the new run folder ``run_dir``, or continue the run there (``resume``:
+    ``cfg`` must be the config it was started with). ``time_limit`` (seconds of this session), SIGTERM and
+    SIGINT stop it after the episode in progress, checkpointed and resumable (:mod:`metadl.apps.text.run`)."""
+    folder = RunFolder(Path(run_dir))
+    if resume and not folder.config.is_file():
+        raise RunFolderError(
+            f"cannot resume: {folder.config} does not exist (is {folder.path} a run folder?)"
+        )
+    if not resume and folder.path.exists() and any(p.name != LOCK_FILE for p in folder.path.iterdir()):
+        raise ConfigError(
+            f"run folder {folder.path} exists and is not empty; give a new --out folder, "
+            f"or continue its run with --resume {folder.path}"
+        )
+    created = not folder.path.exists()
+    with folder.lock():
+        try:
+            return _train_locked(cfg, folder, resume=resume, time_limit=time_limit, progress=progress)
+        except BaseException:
+            if created and not folder.config.is_file():  # nothing was written: leave no folder behind
+                (folder.path / LOCK_FILE).unlink(missing_ok=True)
+                folder.path.rmdir()
+            raise
+
+
+def _train_locked(
+    cfg: TextTrainConfig, folder: RunFolder, *, resume: bool, time_limit: float | None, progress: bool
+) -> TrainResult:
+    if resume:
+        differs = config_diff(cfg.raw, load_text_config(folder.config).raw)
+        if differs:
+            raise RunFolderError(
+                f"the config differs from the one {folder.path} was started with ({', '.join(differs[:5])}); "
+                "resume with the same config and --set values, or start a new run with another --out"
+            )
+        if folder.history() and not folder.last.exists():
+            raise RunFolderError(
+                f"cannot resume {folder.path}: it has {', '.join(folder.history())} but no last.ckpt"
+            )
     e, d, s = cfg.encoder, cfg.dataset, cfg.train
     encoder = LowerLayerEncoder(model=e.model, frozen_layers=e.frozen_layers, max_length=e.max_length)
-    learner = dict(cfg.learner)
-    model = finetunable_model(encoder, learner.pop("name"), n_way=s.n_way, learner_kwargs=learner)
+    data: TextDataset | TaskFileSource
+    held: tuple[str, ...] = ()
     if d.name == "clinc150":
-        history = episodic_finetune(model, clinc_training_data(d), s, progress=progress)
-        held: tuple[str, ...] = ()
+        data = clinc_training_data(d)
     else:
         held = held_out_domains(arsc_domains(d.root), d.held_out, seed=d.seed)
-        source = meta_training_source(d.root, held, k_shot=s.k_shot, n_query=s.n_query, seed=s.seed)
-        history = episodic_finetune(model, source, s, progress=progress)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg.raw, sort_keys=False))
-    with (run / "metrics.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    metadata = {"config": cfg.raw, "held_out_domains": list(held)}
-    return save_text_model(run / "model", model, metadata=metadata)
+        data = meta_training_source(d.root, held, k_shot=s.k_shot, n_query=s.n_query, seed=s.seed)
+    run = text_run(
+        cfg.raw, encoder, cfg.learner, data, s, folder,
+        resume=resume, held_out=held, time_limit=time_limit, progress=progress,
+    )  # fmt: skip
+    if not folder.config.is_file():  # only now that the data and the model could be built
+        atomic_write_bytes(folder.config, yaml.safe_dump(cfg.raw, sort_keys=False).encode("utf-8"))
+    return run.run()
 
 
 def train_text_from_cli(
     path: Path, overrides: list[str], out: str | None, resume: str | None, time_limit: float | None
 ) -> Path:
-    """``metadl train TEXT_CONFIG [--set ...] [--out RUN]``; returns the saved model folder."""
-    if resume is not None or time_limit is not None:
-        raise ConfigError("text configs run to the end: --resume and --time-limit are for the core trainer")
+    """``metadl train TEXT_CONFIG [--set ...] [--out RUN | --resume RUN] [--time-limit T]``; returns the
+    saved model folder. A resumed run is given the config (and ``--set`` values) it was started with."""
+    if resume is not None and out is not None:
+        raise ConfigError(
+            "--out names a new run folder; --resume continues the one it names: use one of them"
+        )
     cfg = load_text_config(path, overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return train_text(cfg, out or Path("runs") / f"{path.stem}-{stamp}")
+    run_dir = resume or out or Path("runs") / f"{path.stem}-{stamp}"
+    return train_text(cfg, run_dir, resume=resume is not None, time_limit=time_limit).model_dir

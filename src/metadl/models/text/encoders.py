@@ -8,17 +8,24 @@ Two kinds, one interface (:class:`TextEncoder`): ``encode(texts)`` and ``backbon
   SVM/ridge/logreg heads, ANIL/MAML on their head) works on the embeddings directly. Their output
   depends only on the text and on the model's files, whose sha256 (``fingerprint``) keys the
   :class:`~metadl.models.text.cache.EmbeddingCache`: an episode never re-encodes a sentence.
-- **From scratch** (:class:`TokenEncoder`): a :class:`~metadl.models.text.tokenizer.WordTokenizer`
-  whose ``encode`` returns int64 token ids ``(N, L)`` for the ``lstm``/``gru``/``transformer``/
-  ``attention`` backbones (built with ``vocab_size=``), which embed them: no pretrained file at all.
+- **From scratch** (:class:`TokenEncoder`): a tokenizer fitted on the training texts (subword
+  :class:`~metadl.models.text.bpe.BPETokenizer` by default, or the whole-word
+  :class:`~metadl.models.text.tokenizer.WordTokenizer` with ``tokenizer="word"``) whose ``encode``
+  returns int64 token ids ``(N, L)`` for the ``lstm``/``gru``/``transformer``/``attention`` backbones
+  (built with ``vocab_size=``), which embed them: no pretrained file at all.
 
 ``config()`` is JSON that rebuilds the encoder through :func:`create_text_encoder
 <metadl.models.text.registry.create_text_encoder>`, so a saved text model records its encoder.
 
 Example:
-    >>> enc = TokenEncoder(texts=["play jazz", "stop the music"], max_length=8)
+    >>> enc = TokenEncoder(texts=["play jazz", "play rock", "stop the music"], max_length=8)
+    >>> enc.tokenizer.tokens("play music")  # "play" occurs twice: one subword; "music" once: characters
+    ['play</w>', 'm', 'u', 's', 'i', 'c</w>']
     >>> enc.encode(["play music"]).tolist(), enc.backbone_spec("gru", hidden_size=4)
-    ([[4, 3]], {'name': 'gru', 'hidden_size': 4, 'vocab_size': 7})
+    ([[25, 9, 15, 13, 6, 17]], {'name': 'gru', 'hidden_size': 4, 'vocab_size': 26})
+    >>> words = TokenEncoder(texts=["play jazz", "stop the music"], tokenizer="word")
+    >>> words.encode(["play music"]).tolist(), words.config()["vocab"]
+    ([[4, 3]], ['[PAD]', '[UNK]', 'jazz', 'music', 'play', 'stop', 'the'])
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from metadl.models.text.bpe import NORMALIZATION, BPETokenizer
 from metadl.models.text.cache import EmbeddingCache
 from metadl.models.text.tokenizer import WordTokenizer
+from metadl.models.text.tokenizers import Tokenizer, fit_tokenizer
 
 
 class EncoderError(ValueError):
@@ -58,12 +67,16 @@ class TextEncoder(ABC):
 
 
 class TokenEncoder(TextEncoder):
-    """A word tokenizer feeding a sequence backbone trained from scratch.
+    """A tokenizer feeding a sequence backbone trained from scratch.
 
     Args:
-        texts: fit the vocabulary on these (the training texts), or
-        vocab: use this vocabulary (``["[PAD]", "[UNK]", ...]``, as saved by ``config()``).
-        max_length: tokens kept per text; max_vocab: vocabulary size when fitting.
+        texts: fit a tokenizer on these (the training texts): ``tokenizer`` names which
+            (:func:`~metadl.models.text.tokenizers.list_tokenizers`; ``"bpe"`` when None), with at most
+            ``max_vocab`` entries (the tokenizer's default when None); or rebuild a saved one
+            (``config()``): a word tokenizer from ``vocab`` (``["[PAD]", "[UNK]", ...]``), a BPE
+            tokenizer from ``alphabet``, ``merges`` and ``normalization`` (the only one there is:
+            ``"nfkc+lowercase"``).
+        max_length: tokens kept per text.
     """
 
     name = "tokens"
@@ -73,18 +86,33 @@ class TokenEncoder(TextEncoder):
         self,
         *,
         texts: Sequence[str] | None = None,
-        vocab: Sequence[str] | None = None,
+        tokenizer: str | None = None,
         max_length: int = 32,
-        max_vocab: int = 20_000,
+        max_vocab: int | None = None,
+        vocab: Sequence[str] | None = None,
+        alphabet: Sequence[str] | None = None,
+        merges: Sequence[Sequence[str]] | None = None,
+        normalization: str = NORMALIZATION,
     ) -> None:
-        if (texts is None) == (vocab is None):
-            raise EncoderError("TokenEncoder needs exactly one of texts= (to fit a vocabulary) or vocab=")
-        try:
-            self.tokenizer = (
-                WordTokenizer(vocab, max_length=max_length)
-                if vocab is not None
-                else WordTokenizer.fit(texts or (), max_vocab=max_vocab, max_length=max_length)
+        saved_word, saved_bpe = vocab is not None, alphabet is not None or merges is not None
+        if [texts is not None, saved_word, saved_bpe].count(True) != 1:
+            raise EncoderError(
+                "TokenEncoder needs exactly one of texts= (to fit a tokenizer), vocab= (a word tokenizer) "
+                "or alphabet= and merges= (a BPE tokenizer)"
             )
+        kind = "word" if saved_word else "bpe" if saved_bpe else tokenizer or "bpe"
+        if tokenizer is not None and tokenizer != kind:
+            raise EncoderError(f"tokenizer={tokenizer!r} but the saved tokenizer is a {kind} tokenizer")
+        self.tokenizer: Tokenizer
+        try:
+            if texts is not None:
+                self.tokenizer = fit_tokenizer(kind, texts, max_vocab=max_vocab, max_length=max_length)
+            elif vocab is not None:
+                self.tokenizer = WordTokenizer(vocab, max_length=max_length)
+            else:
+                state = {"kind": "bpe", "normalization": normalization, "max_length": max_length}
+                state |= {"alphabet": list(alphabet or ()), "merges": [list(m) for m in merges or ()]}
+                self.tokenizer = BPETokenizer.from_dict(state)
         except ValueError as err:
             raise EncoderError(f"TokenEncoder: {err}") from None
 
@@ -100,7 +128,8 @@ class TokenEncoder(TextEncoder):
         return {"name": backbone, **kwargs, "vocab_size": self.tokenizer.vocab_size}
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, **self.tokenizer.to_dict()}
+        state = self.tokenizer.to_dict()
+        return {"name": self.name, "tokenizer": state.pop("kind", self.tokenizer.kind), **state}
 
 
 class FrozenTextEncoder(TextEncoder):

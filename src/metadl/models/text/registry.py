@@ -3,7 +3,7 @@
 Example:
     >>> list_text_encoders()
     ['sentence_transformer', 'sentence_transformer_layers', 'tokens', 'wordllama']
-    >>> create_text_encoder("tokens", texts=["hello there"]).encode(["hello"]).tolist()
+    >>> create_text_encoder("tokens", texts=["hello there"], tokenizer="word").encode(["hello"]).tolist()
     [[2]]
 """
 
@@ -20,7 +20,7 @@ TEXT_ENCODERS: dict[str, type[TextEncoder]] = {
     "sentence_transformer": SentenceTransformerEncoder,  # all-MiniLM-L6-v2 by default (metadl[text])
     "sentence_transformer_layers": LowerLayerEncoder,  # frozen lower blocks for a trainable bert_top
     "wordllama": WordLlamaEncoder,  # static, fast (metadl[text])
-    "tokens": TokenEncoder,  # a word tokenizer for backbones trained from scratch (no extra)
+    "tokens": TokenEncoder,  # a BPE (default) or word tokenizer for backbones trained from scratch (no extra)
 }
 
 

@@ -29,8 +29,15 @@ SPECIALS = ("[PAD]", "[UNK]")
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
+def split_words(text: str) -> list[str]:
+    """The words and punctuation marks of ``text`` (no normalisation)."""
+    return _WORD.findall(text)
+
+
 class WordTokenizer:
     """Words to ids with a fixed vocabulary (``vocab[i]`` is the word of id ``i``; 0/1 are pad/unknown)."""
+
+    kind = "word"
 
     def __init__(self, vocab: Sequence[str], *, max_length: int = 32) -> None:
         if tuple(vocab[:2]) != SPECIALS:
@@ -45,7 +52,7 @@ class WordTokenizer:
     @staticmethod
     def split(text: str) -> list[str]:
         """Lower-cased words and punctuation marks."""
-        return _WORD.findall(text.lower())
+        return split_words(text.lower())
 
     @classmethod
     def fit(cls, texts: Sequence[str], *, max_vocab: int = 20_000, max_length: int = 32) -> WordTokenizer:
