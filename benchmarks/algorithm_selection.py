@@ -184,9 +184,9 @@ def markdown(
     return "\n".join(lines)
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace the text between this benchmark's markers in ``doc`` (append it the first time)."""
-    start, end = "<!-- algorithm-selection:start -->", "<!-- algorithm-selection:end -->"
+def write_section(doc: Path, section: str, name: str = "algorithm-selection") -> None:
+    """Replace the text between the markers ``name`` in ``doc`` (append it the first time)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{section.rstrip()}\n{end}"
     text = doc.read_text()
     pattern = re.compile(rf"{re.escape(start)}.*?{re.escape(end)}", re.S)

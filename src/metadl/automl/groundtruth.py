@@ -164,6 +164,19 @@ def score_cell(entry: DatasetEntry, pipeline: str, settings: CVSettings, root: s
     return cell
 
 
+def cached_repeats(
+    entry: DatasetEntry, pipelines: Sequence[str], settings: CVSettings, root: str | Path
+) -> int:
+    """How many repeats (of each set) every one of ``entry``'s cells holds in the cache: 0 if any is missing or stale."""
+    held = []
+    for pipeline in pipelines:
+        record = _read(Path(root) / entry.name / f"{pipeline}.json", cell_key(entry, pipeline, settings))
+        if record is None:
+            return 0
+        held.append(min(len(record["selection"]), len(record["report"])))  # type: ignore[arg-type]
+    return min(held, default=0)
+
+
 def metafeatures_cell(entry: DatasetEntry, settings: CVSettings, root: str | Path) -> MetaFeatures:
     """The cached meta-features of ``entry`` (computed on the same ``max_rows`` cap as the scores)."""
     key = _key(data_digest(entry.dataset), "metafeatures", NAMES, entry.n_categorical, settings.max_rows)

@@ -160,6 +160,23 @@ def leave_one_family_out(gt: GroundTruth, make: Callable[[], Selector]) -> list[
     return credit(gt, out_of_family_predictions(gt, make), make().evaluations)
 
 
+def winners_curse(gt: GroundTruth) -> float:
+    """Mean over datasets of how much the selection score of the per-dataset oracle overstates its report score.
+
+    The pipeline best on noisy selection scores looks better than it is; an independent report repeat
+    shows by how much. More repeats shrink it.
+
+    Example:
+        >>> gt = GroundTruth(("a",), ("f",), ("p", "q"), ("m",), np.zeros((1, 1)),
+        ...                  np.array([[0.9, 0.8]]), np.array([[0.7, 0.8]]))
+        >>> round(winners_curse(gt), 3)
+        0.2
+    """
+    best = gt.selection.argmax(axis=1)
+    rows = np.arange(len(best))
+    return float((gt.selection[rows, best] - gt.report[rows, best]).mean())
+
+
 def _gap(sel: np.ndarray, sb: np.ndarray, oracle: np.ndarray) -> float:
     denominator = oracle.mean() - sb.mean()
     return float((sel.mean() - sb.mean()) / denominator) if denominator > 1e-12 else float("nan")

@@ -10,7 +10,7 @@ import pytest
 
 from metadl.automl import groundtruth
 from metadl.automl.collection import DatasetEntry
-from metadl.automl.groundtruth import CVSettings, GroundTruth, build_ground_truth, score_cell
+from metadl.automl.groundtruth import CVSettings, GroundTruth, build_ground_truth, cached_repeats, score_cell
 from metadl.automl.metafeatures import NAMES
 from metadl.automl.tabular import AutoMLError
 from metadl.tasks.dataset_source import NamedDataset
@@ -98,3 +98,15 @@ def test_the_table_records_its_repeats(tmp_path):
     gt.save(tmp_path / "t.json")
     assert gt.repeats == 2 and GroundTruth.load(tmp_path / "t.json").repeats == 2
     assert gt.subset([0]).names == ("a",) and gt.subset([]).selection.shape == (0, 1)
+
+
+def test_cached_repeats_counts_what_every_cell_holds(tmp_path):
+    entry, one = _entry(), CVSettings(folds=3, repeats=1, max_rows=60)
+    pipelines = ["knn_5", "logreg_c1"]
+    assert cached_repeats(entry, pipelines, SETTINGS, tmp_path) == 0
+    score_cell(entry, "knn_5", SETTINGS, tmp_path)
+    assert cached_repeats(entry, pipelines, SETTINGS, tmp_path) == 0  # logreg_c1 is missing
+    score_cell(entry, "logreg_c1", one, tmp_path)
+    assert cached_repeats(entry, pipelines, SETTINGS, tmp_path) == 1
+    assert cached_repeats(entry, ["knn_5"], one, tmp_path) == 2  # repeats are not part of the key
+    assert cached_repeats(_entry(seed=3), ["knn_5"], one, tmp_path) == 0  # other data: stale
