@@ -168,9 +168,9 @@ def markdown(
         "Budget b = pipelines cross-validated on the new dataset before choosing (b = 0 and b = 1 make the "
         "same choice: the rule's first pipeline). Rules (`metadl.automl.budgets`): `meta_rf` = its top b; "
         "`greedy_portfolio` = its first b members (the first is the single best); `meta_rf_portfolio` = the "
-        "meta RF's top 1, then the members with most expected gain over its trees; `inner_choice` = per "
-        "held-out family, the best of those three at this b in a 3-fold leave-families-out loop on the "
-        "training families only. Differences are paired: each bootstrap sample draws families once and "
+        "meta RF's top 1, then the members with most expected gain over its trees; `inner_choice` = the "
+        "families dealt into 5 groups; for each group's families, the best of those three at this b in a "
+        "4-fold leave-families-out loop on the other groups' families only. Differences are paired: each bootstrap sample draws families once and "
         "scores both rules on them.",
         "",
         *budget_tables(rows),

@@ -10,10 +10,10 @@ same choice (it only learns the score). Every rule's order is nested in b, so on
   the single best pipeline);
 - ``meta_rf_portfolio``: the hybrid :class:`~metadl.automl.selectors.MetaRFPortfolio` (the meta RF's
   top 1, then the members that add most expected gain over its trees);
-- ``inner_choice``: for each held-out family, whichever of those three rules has the best
-  family-averaged report score at this budget in an *inner* loop run on the training families alone
-  (their families dealt into ``inner_folds`` groups, each predicted by rules fitted on the others), so
-  the rule is decided without looking at the held-out family.
+- ``inner_choice``: the families are dealt into ``groups`` groups; for the families of each group,
+  whichever of those three rules has the best family-averaged report score at this budget in an
+  *inner* loop run on the other groups' families alone (``groups - 1`` inner folds, each predicted by
+  rules fitted on the others), so the rule is decided without looking at the held-out family.
 
 Each hybrid and the meta RF is compared with the greedy portfolio of the same budget by
 :func:`~metadl.automl.comparison.paired_difference` (same held-out families, paired bootstrap).
@@ -28,8 +28,15 @@ import numpy as np
 
 from metadl.automl.comparison import PairedDifference, paired_difference
 from metadl.automl.groundtruth import GroundTruth
-from metadl.automl.protocol import SelectionSummary, credit, family_splits, out_of_family_splits, summarize
+from metadl.automl.protocol import (
+    SelectionSummary,
+    credit,
+    family_group_splits,
+    out_of_family_splits,
+    summarize,
+)
 from metadl.automl.selectors import GreedyPortfolio, MetaRFPortfolio
+from metadl.automl.tabular import AutoMLError
 
 RULES = ("meta_rf", "greedy_portfolio", "meta_rf_portfolio")
 BUDGETS = (0, 1, 2, 3, 5)
@@ -89,22 +96,32 @@ def inner_choice(
     outer: dict[str, np.ndarray],
     budgets: Sequence[int],
     *,
-    folds: int = 3,
+    groups: int = 5,
     size: int = 5,
     n_estimators: int = 300,
 ) -> tuple[dict[int, np.ndarray], dict[int, dict[str, str]]]:
     """The ``inner_choice`` rule: per budget its ``(n, P)`` ranking and the rule it took per family.
 
+    The families are dealt into ``groups`` groups; for each group, :func:`inner_rule` runs on the other
+    groups' families alone (``groups - 1`` inner folds) and its rule is applied to every family of the
+    group, through that family's own leave-one-family-out ranking in ``outer``. So no held-out family
+    (nor any family of its group) is seen while its rule is decided, and only ``groups * (groups - 1)``
+    inner fits are needed instead of one inner loop per family.
+
     Args:
         outer: :func:`rule_orderings` of ``gt`` with one family left out at a time.
     """
+    if groups < 3:
+        raise AutoMLError(
+            f"groups={groups}; the inner loop needs at least 3 groups of families (2 inner folds)"
+        )
     ranking = {b: np.full(gt.selection.shape, np.nan) for b in budgets}
     taken: dict[int, dict[str, str]] = {b: {} for b in budgets}
-    for family, train, test in family_splits(gt.families):
-        rules = inner_rule(gt.subset(train), budgets, folds=folds, size=size, n_estimators=n_estimators)
+    for train, test in family_group_splits(gt.families, groups):
+        rules = inner_rule(gt.subset(train), budgets, folds=groups - 1, size=size, n_estimators=n_estimators)
         for b in budgets:
             ranking[b][test] = outer[rules[b]][test]
-            taken[b][family] = rules[b]
+            taken[b].update({gt.families[i]: rules[b] for i in test})
     return ranking, taken
 
 
@@ -122,14 +139,14 @@ def budget_sweep(
     gt: GroundTruth,
     budgets: Sequence[int] = BUDGETS,
     *,
-    inner_folds: int = 3,
+    groups: int = 5,
     n_estimators: int = 300,
     n_boot: int = 2000,
 ) -> list[BudgetRow]:
     """The rules of the module docstring at each budget, leave one family out."""
     size = max(1, *budgets)
     outer = rule_orderings(gt, size=size, n_estimators=n_estimators)
-    inner, taken = inner_choice(gt, outer, budgets, folds=inner_folds, size=size, n_estimators=n_estimators)
+    inner, taken = inner_choice(gt, outer, budgets, groups=groups, size=size, n_estimators=n_estimators)
     rows = []
     for b in budgets:
         choices = {rule: credit(gt, outer[rule], b) for rule in RULES}

@@ -13,6 +13,7 @@ from metadl.automl.budgets import RULES, budget_sweep, inner_choice, inner_rule,
 from metadl.automl.groundtruth import GroundTruth
 from metadl.automl.protocol import credit, out_of_family_predictions
 from metadl.automl.selectors import MetaRandomForest
+from metadl.automl.tabular import AutoMLError
 
 TREES = 20
 
@@ -66,24 +67,26 @@ def test_the_inner_loop_never_sees_the_held_out_family(monkeypatch):
 
     monkeypatch.setattr(budgets, "inner_rule", spy)
     outer = rule_orderings(gt, size=3, n_estimators=TREES)
-    _, taken = inner_choice(gt, outer, (0, 2), folds=2, size=3, n_estimators=TREES)
-    families = sorted(set(gt.families))
-    assert len(seen) == len(families)
-    for held_out, saw in zip(families, seen, strict=True):
-        assert saw == set(families) - {held_out}
-    assert set(taken[0]) == set(families) and set(taken[0].values()) <= set(RULES)
+    _, taken = inner_choice(gt, outer, (0, 2), groups=3, size=3, n_estimators=TREES)
+    families = set(gt.families)
+    held_out = [families - saw for saw in seen]
+    assert len(seen) == 3 and all(len(h) == 2 for h in held_out)  # 6 families in 3 groups
+    assert set().union(*held_out) == families  # each family held out once, its rule decided without it
+    assert set(taken[0]) == families and set(taken[0].values()) <= set(RULES)
+    with pytest.raises(AutoMLError, match="at least 3 groups"):
+        inner_choice(gt, outer, (0,), groups=2)
 
 
 def test_the_held_out_familys_scores_cannot_change_its_rule():
     gt = _table()
     outer = rule_orderings(gt, size=3, n_estimators=TREES)
-    _, taken = inner_choice(gt, outer, (0, 2), folds=2, size=3, n_estimators=TREES)
+    _, taken = inner_choice(gt, outer, (0, 2), groups=3, size=3, n_estimators=TREES)
     rows = np.flatnonzero(np.asarray(gt.families) == "fam0")
     scrambled_sel, scrambled_rep = gt.selection.copy(), gt.report.copy()
     scrambled_sel[rows], scrambled_rep[rows] = 1 - gt.selection[rows], 1 - gt.report[rows]
     other = replace(gt, selection=scrambled_sel, report=scrambled_rep)
     _, taken_other = inner_choice(
-        other, rule_orderings(other, size=3, n_estimators=TREES), (0, 2), folds=2, size=3, n_estimators=TREES
+        other, rule_orderings(other, size=3, n_estimators=TREES), (0, 2), groups=3, size=3, n_estimators=TREES
     )
     assert taken_other[0]["fam0"] == taken[0]["fam0"] and taken_other[2]["fam0"] == taken[2]["fam0"]
 
@@ -95,7 +98,7 @@ def test_inner_rule_prefers_the_rule_that_wins_on_the_training_families():
 
 @pytest.mark.parametrize("budget_list", [(0, 2)])
 def test_budget_sweep_pairs_every_rule_with_the_portfolio(budget_list):
-    rows = budget_sweep(_table(), budget_list, inner_folds=2, n_estimators=TREES, n_boot=100)
+    rows = budget_sweep(_table(), budget_list, groups=3, n_estimators=TREES, n_boot=100)
     assert [r.budget for r in rows] == list(budget_list)
     for row in rows:
         assert set(row.summaries) == {*RULES, "inner_choice"}
