@@ -8,7 +8,11 @@ estimates does not inflate the oracle (the winner's curse).
 
 The cache is ``root/<dataset>/<pipeline>.json`` plus ``root/<dataset>/metafeatures.json``, each
 written atomically (temporary file, fsync, rename), each holding a key (a digest of the data and the
-settings); a cell whose key differs is recomputed, a killed build resumes where it stopped.
+settings); a cell whose key differs is recomputed, a killed build resumes where it stopped. The key
+leaves the number of repeats out: repeat ``r`` of the selection set always uses seed ``seed + r`` and
+of the report set ``seed + r + REPORT_SEED_OFFSET``, so asking for more repeats than a cell holds runs
+only the missing ones and appends them (a cell's first repeats never change), and asking for fewer
+reads the first ones.
 
 Example:
     >>> import tempfile
@@ -27,7 +31,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,33 +128,53 @@ def _read(path: Path, key: str) -> dict[str, object] | None:
     return record if isinstance(record, dict) and record.get("key") == key else None
 
 
+def cell_key(entry: DatasetEntry, pipeline: str, settings: CVSettings) -> str:
+    """The cache key of a cell: the data, the pipeline and every setting but ``repeats``."""
+    fixed = {"folds": settings.folds, "max_rows": settings.max_rows, "seed": settings.seed}
+    return _key(data_digest(entry.dataset), repr(create_pipeline(pipeline)), fixed)
+
+
 def score_cell(entry: DatasetEntry, pipeline: str, settings: CVSettings, root: str | Path) -> CellScore:
-    """The cached score of ``pipeline`` on ``entry``, computed and written when absent or stale."""
-    key = _key(data_digest(entry.dataset), repr(create_pipeline(pipeline)), asdict(settings))
+    """The cached score of ``pipeline`` on ``entry``; missing repeats are computed and appended to the file."""
+    key = cell_key(entry, pipeline, settings)
     path = Path(root) / entry.name / f"{pipeline}.json"
     cached = _read(path, key)
-    if cached is not None:
-        return CellScore(**cached)  # type: ignore[arg-type]
+    cell = CellScore(**cached) if cached is not None else None  # type: ignore[arg-type]
+    have = 0 if cell is None else min(len(cell.selection), len(cell.report))
+    if cell is not None and have >= settings.repeats:
+        return replace(
+            cell, selection=cell.selection[: settings.repeats], report=cell.report[: settings.repeats]
+        )
     start = time.perf_counter()
     y = np.unique(entry.dataset.y, return_inverse=True)[1].reshape(-1)
     X, y = subsample(entry.dataset.X.astype(np.float64), y, settings.max_rows, settings.seed)
-    seeds = [settings.seed + r for r in range(settings.repeats)]
+    seeds = [settings.seed + r for r in range(have, settings.repeats)]
     selection, failed_a = cross_validate(pipeline, X, y, settings.folds, seeds)
     report, failed_b = cross_validate(pipeline, X, y, settings.folds, [s + REPORT_SEED_OFFSET for s in seeds])
-    cell = CellScore(
-        entry.name,
-        pipeline,
-        key,
-        selection,
-        report,
-        len(y),
-        len(entry.dataset.y),
-        failed_a + failed_b,
-        time.perf_counter() - start,
+    before = cell or CellScore(entry.name, pipeline, key, [], [], len(y), len(entry.dataset.y), 0, 0.0)
+    cell = replace(
+        before,
+        selection=before.selection[:have] + selection,
+        report=before.report[:have] + report,
+        failed_fits=before.failed_fits + failed_a + failed_b,
+        seconds=before.seconds + time.perf_counter() - start,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, json.dumps(asdict(cell)).encode())
     return cell
+
+
+def cached_repeats(
+    entry: DatasetEntry, pipelines: Sequence[str], settings: CVSettings, root: str | Path
+) -> int:
+    """How many repeats (of each set) every one of ``entry``'s cells holds in the cache: 0 if any is missing or stale."""
+    held = []
+    for pipeline in pipelines:
+        record = _read(Path(root) / entry.name / f"{pipeline}.json", cell_key(entry, pipeline, settings))
+        if record is None:
+            return 0
+        held.append(min(len(record["selection"]), len(record["report"])))  # type: ignore[arg-type]
+    return min(held, default=0)
 
 
 def metafeatures_cell(entry: DatasetEntry, settings: CVSettings, root: str | Path) -> MetaFeatures:
@@ -181,6 +205,7 @@ class GroundTruth:
     report: np.ndarray
     max_rows: int = CVSettings.max_rows  # the cap the meta-features were computed under
     cell_seconds: float = 0.0  # compute time of all its cells, as measured when each was computed
+    repeats: int = CVSettings.repeats  # CV repeats behind each mean, in each of the two sets
 
     def __post_init__(self) -> None:
         n, p = len(self.names), len(self.pipelines)
@@ -191,6 +216,24 @@ class GroundTruth:
             )
         if self.report.shape != (n, p):
             raise AutoMLError(f"report scores {self.report.shape}, expected {(n, p)}")
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> GroundTruth:
+        """The table restricted to ``rows`` (in that order), every other field kept.
+
+        Example:
+            >>> gt = GroundTruth(("a", "b"), ("f", "g"), ("p",), ("m",), np.zeros((2, 1)), np.ones((2, 1)), np.ones((2, 1)))
+            >>> gt.subset([1]).names, gt.subset([1]).families
+            (('b',), ('g',))
+        """
+        rows = [int(r) for r in rows]
+        return replace(
+            self,
+            names=tuple(self.names[r] for r in rows),
+            families=tuple(self.families[r] for r in rows),
+            metafeatures=self.metafeatures[rows],
+            selection=self.selection[rows],
+            report=self.report[rows],
+        )
 
     def save(self, path: str | Path) -> None:
         """Write the table as JSON (no pickle: it is data anyone can read and diff)."""
@@ -204,6 +247,7 @@ class GroundTruth:
             "report": np.round(self.report, 6).tolist(),
             "max_rows": self.max_rows,
             "cell_seconds": round(self.cell_seconds, 1),
+            "repeats": self.repeats,
         }
         atomic_write_bytes(path, json.dumps(table, indent=0).encode())
 
@@ -222,6 +266,7 @@ class GroundTruth:
                 np.array(table["report"], dtype=np.float64),
                 int(table["max_rows"]),
                 float(table["cell_seconds"]),
+                int(table["repeats"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise AutoMLError(f"cannot read ground truth {path}: {err}") from None
@@ -269,4 +314,5 @@ def build_ground_truth(
         np.array([[c.report_mean for c in cells] for _, _, cells in rows]).reshape(len(rows), len(pipelines)),
         settings.max_rows,
         float(sum(c.seconds for _, _, cells in rows for c in cells)),
+        settings.repeats,
     )

@@ -31,7 +31,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from metadl.automl.groundtruth import GroundTruth
-from metadl.automl.selectors import Selector, SingleBest
+from metadl.automl.selectors import Selector
+from metadl.automl.tabular import AutoMLError
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,57 @@ def choose(predicted: np.ndarray, selection: np.ndarray, evaluations: int) -> in
     return int(top[np.argmax(selection[top])]) if evaluations > 1 else int(top[0])
 
 
-def leave_one_family_out(gt: GroundTruth, make: Callable[[], Selector]) -> list[Choice]:
-    """One :class:`Choice` per dataset of ``gt``, each made by a selector that never saw its family."""
+def family_group_splits(families: Sequence[str], folds: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(train_rows, test_rows)`` with the sorted families dealt in turn into ``folds`` groups.
+
+    Example:
+        >>> [te.tolist() for _, te in family_group_splits(["c", "a", "b", "a"], 2)]
+        [[0, 1, 3], [2]]
+    """
+    names = sorted(set(families))
+    if not 2 <= folds <= len(names):
+        raise AutoMLError(f"folds={folds}; need 2 <= folds <= {len(names)} (the number of families)")
+    labels = np.asarray(families)
+    for g in range(folds):
+        test = np.isin(labels, names[g::folds])
+        yield np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def out_of_family_splits(
+    families: Sequence[str], folds: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One family out at a time (``folds=None``) or :func:`family_group_splits` into ``folds`` groups."""
+    if folds is None:
+        return ((train, test) for _, train, test in family_splits(families))
+    return family_group_splits(families, folds)
+
+
+def out_of_family_predictions(
+    gt: GroundTruth, make: Callable[[], Selector], folds: int | None = None
+) -> np.ndarray:
+    """``(n, P)`` predictions, each row by a selector fitted only on other families' selection scores.
+
+    Args:
+        folds: None leaves one family out at a time; else :func:`family_group_splits` into ``folds``.
+    """
+    predicted = np.full(gt.selection.shape, np.nan)
+    for train, test in out_of_family_splits(gt.families, folds):
+        selector = make().fit(gt.metafeatures[train], gt.selection[train])
+        predicted[test] = selector.predict(gt.metafeatures[test])
+    return predicted
+
+
+def credit(gt: GroundTruth, predicted: np.ndarray, evaluations: int) -> list[Choice]:
+    """The choice per dataset from out-of-family ``predicted`` scores, credited with its report score.
+
+    The single best pipeline of each row is the best mean over the *other* families' selection scores.
+    """
     choices: list[Choice] = []
     for family, train, test in family_splits(gt.families):
-        selector = make().fit(gt.metafeatures[train], gt.selection[train])
-        single_best = int(np.argmax(SingleBest().fit(gt.metafeatures[train], gt.selection[train]).mean_))
-        predicted = selector.predict(gt.metafeatures[test])
-        for row, i in zip(predicted, test, strict=True):
-            pick = choose(row, gt.selection[i], selector.evaluations)
+        single_best = int(np.argmax(gt.selection[train].mean(axis=0)))
+        for i in test:
+            pick = choose(predicted[i], gt.selection[i], evaluations)
             report = gt.report[i]
-            ranks = rankdata(-report)
             choices.append(
                 Choice(
                     gt.names[i],
@@ -107,11 +148,33 @@ def leave_one_family_out(gt: GroundTruth, make: Callable[[], Selector]) -> list[
                     float(report[pick]),
                     float(report[single_best]),
                     float(report[int(np.argmax(gt.selection[i]))]),
-                    float(ranks[pick]),
+                    float(rankdata(-report)[pick]),
                     bool(report[pick] >= report.max() - 1e-12),
                 )
             )
     return choices
+
+
+def leave_one_family_out(gt: GroundTruth, make: Callable[[], Selector]) -> list[Choice]:
+    """One :class:`Choice` per dataset of ``gt``, each made by a selector that never saw its family."""
+    return credit(gt, out_of_family_predictions(gt, make), make().evaluations)
+
+
+def winners_curse(gt: GroundTruth) -> float:
+    """Mean over datasets of how much the selection score of the per-dataset oracle overstates its report score.
+
+    The pipeline best on noisy selection scores looks better than it is; an independent report repeat
+    shows by how much. More repeats shrink it.
+
+    Example:
+        >>> gt = GroundTruth(("a",), ("f",), ("p", "q"), ("m",), np.zeros((1, 1)),
+        ...                  np.array([[0.9, 0.8]]), np.array([[0.7, 0.8]]))
+        >>> round(winners_curse(gt), 3)
+        0.2
+    """
+    best = gt.selection.argmax(axis=1)
+    rows = np.arange(len(best))
+    return float((gt.selection[rows, best] - gt.report[rows, best]).mean())
 
 
 def _gap(sel: np.ndarray, sb: np.ndarray, oracle: np.ndarray) -> float:

@@ -13,6 +13,10 @@ dataset's difficulty, which every pipeline shares and which says nothing about w
 selector regresses two things, the dataset's mean score over the portfolio (its *level*) and each
 pipeline's *offset* from that mean; the offsets rank, level + offset is the predicted score.
 
+**Hybrid**: :class:`MetaRFPortfolio` builds a portfolio per new dataset from the meta RF's trees
+(top-1 first, then the members that add most expected gain), so that evaluating b of them is spent
+on alternatives the forest itself finds plausible.
+
 Baselines: the single best pipeline on the training datasets, a static portfolio chosen greedily to
 minimise the training regret (auto-sklearn 2.0), uniform random choice, and the k nearest datasets in
 standardised meta-feature space (auto-sklearn 1.0's warm start: their mean scores are the prediction).
@@ -181,6 +185,48 @@ class GreedyPortfolio:
         return np.tile(order, (len(metafeatures), 1))
 
 
+class MetaRFPortfolio:
+    """A portfolio built for the new dataset on the meta RF's predictions: its top-1, then expected gain.
+
+    The forest's trees are ``n_estimators`` plausible offset vectors for the new dataset (each tree's
+    leaf holds a few training datasets; the forest's prediction is their mean). The members are added
+    greedily, each maximising the mean over trees of the best member's offset so far (the greedy
+    portfolio of :func:`greedy_portfolio`, run on the trees instead of on past datasets; ties go to the
+    higher mean). The first member is therefore the meta RF's top-1; the next ones cover the cases
+    where the trees disagree with it, rather than its near-copies. ``predict`` returns a ranking score:
+    the forest's predicted scores, with the ``size`` members lifted above all others in greedy order
+    (the orders are nested, so the first b members are the portfolio of b).
+    """
+
+    def __init__(self, *, size: int = 5, evaluations: int = 1, n_estimators: int = 300, seed: int = 0):
+        if size < 1:
+            raise AutoMLError(f"size={size}; a portfolio needs at least one pipeline")
+        self.size, self.evaluations = size, evaluations
+        self.forest_ = MetaRandomForest(n_estimators=n_estimators, seed=seed)
+
+    def fit(self, metafeatures: np.ndarray, scores: np.ndarray) -> MetaRFPortfolio:
+        self.forest_.fit(metafeatures, scores)
+        return self
+
+    def members(self, metafeatures: np.ndarray) -> np.ndarray:
+        """The greedy members ``(m, min(size, P))`` per new dataset, in the order they were added."""
+        trees = self.forest_.offsets_.estimators_
+        samples = np.stack([t.predict(metafeatures).reshape(len(metafeatures), -1) for t in trees], axis=1)
+        out = []
+        for row in samples:  # (trees, P)
+            by_mean = np.argsort(-row.mean(axis=0), kind="stable")
+            out.append(by_mean[greedy_portfolio(row[:, by_mean], self.size)])
+        return np.array(out).reshape(len(metafeatures), -1)
+
+    def predict(self, metafeatures: np.ndarray) -> np.ndarray:
+        predicted = self.forest_.predict(metafeatures)
+        members = self.members(metafeatures)
+        lift = predicted.max() - predicted.min() + 1.0
+        for row, chosen in zip(predicted, members, strict=True):
+            row[chosen] = row.max() + lift * np.arange(len(chosen), 0, -1)
+        return predicted
+
+
 class RandomChoice:
     """Uniformly random scores (seeded): the chance baseline."""
 
@@ -202,6 +248,7 @@ _REGISTRY: dict[str, Callable[..., Selector]] = {
     "knn_datasets": KNearestDatasets,
     "single_best": SingleBest,
     "greedy_portfolio": GreedyPortfolio,
+    "meta_rf_portfolio": MetaRFPortfolio,
     "random": RandomChoice,
 }
 

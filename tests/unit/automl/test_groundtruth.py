@@ -10,7 +10,7 @@ import pytest
 
 from metadl.automl import groundtruth
 from metadl.automl.collection import DatasetEntry
-from metadl.automl.groundtruth import CVSettings, GroundTruth, build_ground_truth, score_cell
+from metadl.automl.groundtruth import CVSettings, GroundTruth, build_ground_truth, cached_repeats, score_cell
 from metadl.automl.metafeatures import NAMES
 from metadl.automl.tabular import AutoMLError
 from metadl.tasks.dataset_source import NamedDataset
@@ -69,3 +69,44 @@ def test_broken_table_names_the_file(tmp_path):
     (tmp_path / "t.json").write_text("{}")
     with pytest.raises(AutoMLError, match="cannot read ground truth .*t.json"):
         GroundTruth.load(tmp_path / "t.json")
+
+
+def test_more_repeats_extend_a_cell_and_fewer_read_its_first_ones(tmp_path, monkeypatch):
+    one, two = CVSettings(folds=3, repeats=1, max_rows=60), CVSettings(folds=3, repeats=2, max_rows=60)
+    fresh = score_cell(_entry(), "knn_5", two, tmp_path / "fresh")  # both repeats at once
+    first = score_cell(_entry(), "knn_5", one, tmp_path)
+    seeds_run: list[int] = []
+    real = groundtruth.cross_validate
+
+    def spy(pipeline, X, y, folds, seeds):
+        seeds_run.extend(seeds)
+        return real(pipeline, X, y, folds, seeds)
+
+    monkeypatch.setattr(groundtruth, "cross_validate", spy)
+    extended = score_cell(_entry(), "knn_5", two, tmp_path)
+    assert seeds_run == [1, 1 + groundtruth.REPORT_SEED_OFFSET]  # only the missing repeat of each set
+    assert extended.selection[:1] == first.selection and extended.report[:1] == first.report
+    assert (extended.selection, extended.report) == (fresh.selection, fresh.report)  # same seeds, same scores
+    assert json.loads((tmp_path / "blobs" / "knn_5.json").read_text())["selection"] == extended.selection
+    seeds_run.clear()
+    again = score_cell(_entry(), "knn_5", one, tmp_path)
+    assert seeds_run == [] and (again.selection, again.report) == (first.selection, first.report)
+
+
+def test_the_table_records_its_repeats(tmp_path):
+    gt = build_ground_truth([_entry("a")], tmp_path, settings=SETTINGS, pipelines=["knn_5"])
+    gt.save(tmp_path / "t.json")
+    assert gt.repeats == 2 and GroundTruth.load(tmp_path / "t.json").repeats == 2
+    assert gt.subset([0]).names == ("a",) and gt.subset([]).selection.shape == (0, 1)
+
+
+def test_cached_repeats_counts_what_every_cell_holds(tmp_path):
+    entry, one = _entry(), CVSettings(folds=3, repeats=1, max_rows=60)
+    pipelines = ["knn_5", "logreg_c1"]
+    assert cached_repeats(entry, pipelines, SETTINGS, tmp_path) == 0
+    score_cell(entry, "knn_5", SETTINGS, tmp_path)
+    assert cached_repeats(entry, pipelines, SETTINGS, tmp_path) == 0  # logreg_c1 is missing
+    score_cell(entry, "logreg_c1", one, tmp_path)
+    assert cached_repeats(entry, pipelines, SETTINGS, tmp_path) == 1
+    assert cached_repeats(entry, ["knn_5"], one, tmp_path) == 2  # repeats are not part of the key
+    assert cached_repeats(_entry(seed=3), ["knn_5"], one, tmp_path) == 0  # other data: stale

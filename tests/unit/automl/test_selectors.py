@@ -78,3 +78,35 @@ def test_unknown_selector_and_bad_arguments_fail_in_one_line():
         create_selector("meta_rf", trees=5)
     with pytest.raises(AutoMLError, match="k=0"):
         create_selector("knn_datasets", k=0)
+
+
+def _two_scenarios(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Uninformative meta-features; 3 in 5 datasets favour pipeline 0 (and its near-copy 1), the others pipeline 2."""
+    rng = np.random.default_rng(seed)
+    meta = rng.normal(size=(n, 3))
+    first = np.arange(n) % 5 < 3
+    scores = np.where(first[:, None], [1.0, 0.99, 0.0], [0.0, 0.0, 0.9])
+    return meta, scores
+
+
+def test_meta_rf_portfolio_covers_the_other_scenario_not_the_near_copy():
+    meta, scores = _two_scenarios()
+    hybrid = create_selector("meta_rf_portfolio", size=2).fit(meta, scores)
+    forest = create_selector("meta_rf").fit(meta, scores)
+    new = np.zeros((1, 3))
+    # the forest ranks the near-copy second; the hybrid adds the pipeline that wins where 0 loses
+    assert np.argsort(-forest.predict(new)[0])[:2].tolist() == [0, 1]
+    assert hybrid.members(new)[0].tolist() == [0, 2]
+    assert np.argsort(-hybrid.predict(new)[0])[:2].tolist() == [0, 2]
+
+
+def test_meta_rf_portfolio_starts_with_the_meta_rf_top1_and_its_orders_are_nested():
+    meta, scores = planted(60, 1)
+    new = planted(10, 2)[0]
+    forest = create_selector("meta_rf").fit(meta, scores)
+    hybrid = create_selector("meta_rf_portfolio", size=4).fit(meta, scores)
+    assert (hybrid.members(new)[:, 0] == forest.predict(new).argmax(axis=1)).all()
+    short = create_selector("meta_rf_portfolio", size=2).fit(meta, scores)
+    assert (short.members(new) == hybrid.members(new)[:, :2]).all()
+    ranked = np.argsort(-hybrid.predict(new), axis=1, kind="stable")[:, :4]
+    assert (ranked == hybrid.members(new)).all()
