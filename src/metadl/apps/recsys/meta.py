@@ -5,12 +5,14 @@ step draws a support size ``k`` from ``shots`` (seeded) and samples ``meta_batch
 ``k + 10`` ratings: ``k`` support and 10 query ratings (the protocol's query size), through the core's
 ``GroupedTableSource``; the update is the core's ``meta_step``. Every ``validate_every`` steps the
 validation users (support = all but their 10 query ratings, as at test time) are scored by MAE and the
-best weights are kept. A new user is then scored by adapting to their whole support.
+best weights are kept. ``time_limit`` ends meta-training early (after one last validation). A new user
+is then scored by adapting to their whole support.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -42,10 +44,13 @@ class EpisodeSettings:
     validate_every: int = 100
     grad_clip: float | None = 10.0
     seed: int = 0
+    time_limit: float | None = None  # seconds; meta-training stops (validated, best weights kept) past it
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.meta_batch < 1 or self.validate_every < 1:
             raise ValueError(f"steps, meta_batch and validate_every must be >= 1, got {self}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit}")
         if not self.shots or min(self.shots) < 1:
             raise ValueError(f"shots must be support sizes >= 1, got {self.shots}")
 
@@ -82,6 +87,7 @@ class MetaRecommender:
             raise ValueError(f"select={select!r}; use 'mae' or 'loss'")
         self.build, self.settings, self.select = build, settings, select
         self.history: list[tuple[int, float]] = []  # (step, validation value)
+        self.steps_done = 0
 
     def fit(self, split: ColdStartSplit) -> None:
         s = self.settings
@@ -101,14 +107,19 @@ class MetaRecommender:
         val_tasks = split.tasks("val")
         best, best_state = float("inf"), copy.deepcopy(learner.state_dict())
         self.learner = learner
+        deadline = None if s.time_limit is None else time.monotonic() + s.time_limit
         for step in range(1, s.steps + 1):
             k = shots[int(torch.randint(len(shots), (), generator=g))]
             meta_step(learner, sources[k].sample_batch(s.meta_batch), optimizer, grad_clip=s.grad_clip)
-            if step % s.validate_every == 0 or step == s.steps:
+            self.steps_done = step
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if step % s.validate_every == 0 or step == s.steps or out_of_time:
                 value = self.validation_error(val_tasks)
                 self.history.append((step, value))
                 if value < best:
                     best, best_state = value, copy.deepcopy(learner.state_dict())
+            if out_of_time:
+                break
         learner.load_state_dict(best_state)
         learner.eval()
 
