@@ -13,7 +13,12 @@ from metadl import __version__
 from metadl.allocator import tune_malloc
 from metadl.apps.cluster import command as cluster_command
 from metadl.apps.detect import command as detect_command
-from metadl.apps.registry import TrainRequest, application_configs, application_for_config, application_for_run
+from metadl.apps.registry import (
+    TrainRequest,
+    application_configs,
+    application_for_config,
+    application_for_run,
+)
 from metadl.argtypes import duration as _duration
 from metadl.argtypes import positive_int as _positive_int
 from metadl.automl import command as recommend_command

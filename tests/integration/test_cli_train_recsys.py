@@ -34,7 +34,9 @@ def write_movielens_100k(folder: Path) -> Path:
     r = planted_ratings(n_users=80, n_items=40, selection=1.0, seed=4)
     folder.mkdir()
     rows = zip(r.user.tolist(), r.item.tolist(), r.rating.tolist(), r.time.tolist(), strict=True)
-    (folder / "u.data").write_text("".join(f"{u + 1}\t{i + 1}\t{y:g}\t{880000000 + t:.0f}\n" for u, i, y, t in rows))
+    (folder / "u.data").write_text(
+        "".join(f"{u + 1}\t{i + 1}\t{y:g}\t{880000000 + t:.0f}\n" for u, i, y, t in rows)
+    )
     (folder / "u.user").write_text("".join(f"{u + 1}|{20 + u % 40}|{'MF'[u % 2]}|other|{u % 9}0000\n"
                                            for u in range(r.n_users)))  # fmt: skip
     (folder / "u.item").write_text("".join(f"{i + 1}|Film {i}|01-Jan-{1960 + i}||http://x|{FLAGS}\n"
@@ -58,7 +60,9 @@ def run(data) -> Path:
 
 def test_train_writes_the_run_folder(run):
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.csv", "model", "report.json"]
-    assert "dataset:" in (run / "config.yaml").read_text() and "app: recsys" in (run / "config.yaml").read_text()
+    assert (
+        "dataset:" in (run / "config.yaml").read_text() and "app: recsys" in (run / "config.yaml").read_text()
+    )
     curve = (run / "metrics.csv").read_text().splitlines()
     assert curve[0] == "step,validation_loss" and [line.split(",")[0] for line in curve[1:]] == ["6", "12"]
 
@@ -136,7 +140,10 @@ def test_bad_dataset_root_exits_2_with_one_line_through_the_console_script(tmp_p
         (["train", "--resume", "RUN"], "a recommendation run cannot be resumed"),
         (["train", "--resume", "RUN", "--set", "train.steps=3"], "--set changes a config; a resumed run"),
         (["eval", "RUN", "--shots", "5"], "--shots does not apply to a recommendation run"),
-        (["eval", "RUN", "--set", "protocol.split_seed=1"], "only dataset.* (where its data is now) can change"),
+        (
+            ["eval", "RUN", "--set", "protocol.split_seed=1"],
+            "only dataset.* (where its data is now) can change",
+        ),
     ],
 )
 def test_resume_and_eval_flags_are_refused_in_one_line(run, argv, message, capsys):
@@ -148,6 +155,8 @@ def test_resume_and_eval_flags_are_refused_in_one_line(run, argv, message, capsy
 def test_eval_against_other_data_is_refused(run, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    (other / "ratings.csv").write_text("user,item,rating\n" + "".join(f"u{u},i{i},3\n" for u in range(20) for i in range(14)))
+    (other / "ratings.csv").write_text(
+        "user,item,rating\n" + "".join(f"u{u},i{i},3\n" for u in range(20) for i in range(14))
+    )
     done = metadl("eval", str(run), "--set", f"dataset.root={other / 'ratings.csv'}")
     assert done.returncode == 2 and "holds 14 items, not the 40" in done.stderr

@@ -124,14 +124,16 @@ def _typed(value: Any) -> Any:
 
 
 def _check_types(section: Any, key: str) -> None:
+    """Integers and floats where the section's field says so (YAML's ``1.5`` is no step count)."""
+    values = dataclasses.asdict(section)
     for f in dataclasses.fields(section):
-        value, kind = getattr(section, f.name), str(f.type)
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if (kind.startswith("int") and not (isinstance(value, int) and numeric)) or (
-            kind == "float" and not numeric
-        ):
-            if not (value is None and "None" in kind):
-                raise ConfigError(f"{key}.{f.name} = {value!r}; expected {kind}")
+        value, kind = values[f.name], str(f.type)
+        if value is None and "None" in kind:
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        wrong_int = kind.startswith("int") and not (number and isinstance(value, int))
+        if wrong_int or (kind == "float" and not number):
+            raise ConfigError(f"{key}.{f.name} = {value!r}; expected {kind}")
 
 
 def load_recsys_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RecsysConfig:
@@ -167,7 +169,11 @@ def _format(root: Path, name: str) -> str:
         if root.suffix == ".csv":
             return "csv"
         raise ConfigError(f"dataset.root={root} is a file but not a .csv; give a folder or a ratings CSV")
-    for fmt, file in (("recbole", f"{name}.inter"), ("movielens-100k", "u.data"), ("movielens-1m", "ratings.dat")):
+    for fmt, file in (
+        ("recbole", f"{name}.inter"),
+        ("movielens-100k", "u.data"),
+        ("movielens-1m", "ratings.dat"),
+    ):
         if (root / file).is_file():
             return fmt
     raise ConfigError(f"dataset.root={root} holds none of {name}.inter (RecBole), u.data (ML-100K), ratings.dat "
@@ -178,7 +184,9 @@ def read_dataset(section: DatasetSection) -> Ratings:
     """The ratings the ``dataset`` section names (readers of :mod:`metadl.data.movielens` / ``ratings``)."""
     root = Path(section.root)
     if not root.exists():
-        raise ConfigError(f"dataset.root={root} does not exist; --set dataset.root=FOLDER (see docs/recsys.md)")
+        raise ConfigError(
+            f"dataset.root={root} does not exist; --set dataset.root=FOLDER (see docs/recsys.md)"
+        )
     fmt = _format(root, section.name) if section.format == "auto" else section.format
     if fmt == "recbole":
         return read_recbole_atomic(root, section.name)

@@ -70,14 +70,20 @@ def train_recommender(
     save_recommender(
         folder / "model", model.learner, beta=model.beta, item_ids=ratings.item_ids, metadata=metadata
     )
-    curve = "step,validation_loss\n" + "".join(f"{step},{value:.6f}\n" for step, value in model.meta.history)
+    names = list(model.meta.history[0][1])
+    curve = ",".join(["step", *(f"validation_{n}" for n in names)]) + "\n"
+    curve += "".join(
+        f"{step}," + ",".join(f"{v[n]:.6f}" for n in names) + "\n" for step, v in model.meta.history
+    )
     atomic_write_bytes(folder / METRICS_FILE, curve.encode())
     report = evaluate_against_baselines(model, split)
     atomic_write_bytes(folder / REPORT_FILE, (json.dumps(report.as_json(), indent=2) + "\n").encode())
     return report
 
 
-def train_run(cfg: RecsysConfig, run: str | os.PathLike[str], *, time_limit: float | None = None) -> ColdStartReport:
+def train_run(
+    cfg: RecsysConfig, run: str | os.PathLike[str], *, time_limit: float | None = None
+) -> ColdStartReport:
     """``metadl train`` on a recommendation config: a new run folder ``run`` (it must not hold files).
 
     ``time_limit`` (seconds) ends meta-training early with the best weights so far; the run is then
@@ -112,4 +118,6 @@ def evaluate_run(run: str | os.PathLike[str], overrides: list[str] | tuple[str, 
     if saved.item_ids != ratings.item_ids:
         raise ConfigError(f"dataset.root={cfg.dataset.root} holds {ratings.n_items} items, not the "
                           f"{len(saved.item_ids)} the run {folder} was trained on; point it at the same data")  # fmt: skip
-    return evaluate_against_baselines(saved.recommender, split_users(ratings, cfg.protocol, seed=cfg.split_seed))
+    return evaluate_against_baselines(
+        saved.recommender, split_users(ratings, cfg.protocol, seed=cfg.split_seed)
+    )
