@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with metadl, e.g. protonet_omniglot_5w1s: see metadl list configs) and writes a run folder: config.yaml, metrics.csv, "
         "learning_curves.png, last.ckpt and best.ckpt (the best validation score), TensorBoard events when "
         "tensorboard is installed, and model/ (the trained learner for metadl eval / predict / metadl.load). "
-        "A run stopped at any moment continues exactly where it was with --resume RUN_DIR.",
+        "A run stopped at any moment continues exactly where it was with --resume RUN_DIR. Detection, text and "
+        "recommendation configs run their application's own loop (metadl.apps.registry).",
     )
     trainer.add_argument(
         "config", nargs="?", metavar="CONFIG", help="YAML config file or shipped config name"
@@ -292,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluates the best checkpoint of a run folder (or a .ckpt file, or a saved model folder) on a "
         "fixed set of test episodes: the same seed gives the same episodes for every learner. Prints the mean "
         "accuracy (or MSE for regression) with its 95% confidence interval. Unset options come from the "
-        "run's config (its eval section).",
+        "run's config (its eval section). A detection or recommendation run is scored by its application "
+        "(recommendation: the model beside every baseline on its split's test users).",
     )
     evaluator.add_argument(
         "target", metavar="RUN_DIR|MODEL", help="run folder, checkpoint file or saved model folder"
