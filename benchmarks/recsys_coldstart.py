@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, dict[str, np.ndarray]], dic
         split = split_users(ratings, protocol, seed=seed)
         tasks = split.tasks("test")
         for name in names:
-            kwargs = {"settings": settings(name, args, seed)} if name in META else {}
+            kwargs: dict[str, object] = {"settings": settings(name, args, seed)} if name in META else {}
+            if name == "twohead":
+                kwargs["select"] = args.twohead_select
             start = time.perf_counter()
             if name == "mf" and not args.mf_fixed:
                 kwargs = mf_settings_on_validation(split)
@@ -134,7 +136,7 @@ def report(
     command = "python " + " ".join(sys.argv)
     return (
         f"Command: `{command}` ({n_splits(args)} splits, query order `{args.query_order}`, {n_users} (user, split) "
-        f"pairs; melu/ridge {args.steps} meta-steps, twohead {args.twohead_steps}; torch {torch.__version__}, "
+        f"pairs; melu/ridge {args.steps} meta-steps, twohead {args.twohead_steps} (select {args.twohead_select}); torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, 1 thread)\n\n" + "\n".join(lines) + "\n"
     )
 
@@ -161,6 +163,10 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=1500, help="meta-training steps of melu and ridge")
     parser.add_argument("--twohead-steps", type=int, default=3000, help="meta-training steps of twohead")
+    parser.add_argument(
+        "--twohead-select", choices=["heads", "loss"], default="heads",
+        help="how validation users choose twohead's weights: per head (default) or by meta-loss",
+    )  # fmt: skip
     parser.add_argument("--meta", nargs="+", choices=META, default=list(META), help="meta-learners to run")
     parser.add_argument("--out", type=Path, help="write the markdown section here")
     parser.add_argument("--json", type=Path, help="write per-user values here")

@@ -13,6 +13,12 @@ from metadl import __version__
 from metadl.allocator import tune_malloc
 from metadl.apps.cluster import command as cluster_command
 from metadl.apps.detect import command as detect_command
+from metadl.apps.registry import (
+    TrainRequest,
+    application_configs,
+    application_for_config,
+    application_for_run,
+)
 from metadl.argtypes import duration as _duration
 from metadl.argtypes import positive_int as _positive_int
 from metadl.automl import command as recommend_command
@@ -22,8 +28,6 @@ from metadl.tune import command as tune_command
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from metadl.algorithms import list_learners
-    from metadl.apps.text.train import CONFIG_FOLDER as TEXT_CONFIGS
-    from metadl.apps.text.train import list_text_configs
     from metadl.config import header_summary, list_configs, shipped_config
     from metadl.data import list_datasets
     from metadl.models import list_backbones
@@ -33,9 +37,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if args.what in (None, name):
             print(f"{name}: {', '.join(items)}")
     if args.what in (None, "configs"):
-        # issue 14's text configs (app: text) ship beside their application; metadl train finds them by name
-        paths = {name: shipped_config(name) for name in list_configs()}
-        paths |= {name: TEXT_CONFIGS / f"{name}.yaml" for name in list_text_configs()}
+        # applications' configs (text, recommendation) ship beside them; metadl train finds them by name
+        paths = {name: shipped_config(name) for name in list_configs()} | application_configs()
         width = max(map(len, paths))
         print("configs (metadl train NAME):")
         for config in sorted(paths):
@@ -98,18 +101,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from metadl.apps.text.train import find_text_config, train_text_from_cli
     from metadl.config import ConfigError, find_config, load_config
     from metadl.experiments.record import record_or_warn, training_record
     from metadl.training.meta import NonFiniteLossError
     from metadl.training.trainer import default_run_dir, resumed_config, train
 
     try:
-        text_config = None if args.config is None else find_text_config(args.config)
-        if text_config is not None:  # a text app config (app: text): episodic fine-tuning of an encoder
-            model_dir = train_text_from_cli(text_config, args.set, args.out, args.resume, args.time_limit)
-            print(f"run folder {model_dir.parent}; model saved to {model_dir}")
-            return 0
         if args.config is None and args.resume is None:
             raise ConfigError("give a CONFIG to start a run, or --resume RUN_DIR to continue one")
         if args.resume is not None and args.out is not None:
@@ -118,13 +115,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         if args.config is None and args.set:
             raise ConfigError("--set changes a config; a resumed run keeps the config it was started with")
-        path = None if args.config is None else find_config(args.config)
-        # detection has its own loop behind the same command (metadl/apps/detect/run.py says why)
-        if detect_command.is_detection_target(path or args.resume):
-            return detect_command.train_command(
-                path, args.resume or args.out or default_run_dir(path), args.set,
-                resume=args.resume is not None, time_limit=args.time_limit, progress=not args.no_progress,
+        # applications with a loop of their own (detection, text, recommendation) claim their configs and runs
+        if args.config is not None:
+            app, app_config = application_for_config(args.config) or (None, None)
+        else:
+            app, app_config = application_for_run(args.resume), None
+        if app is not None:
+            request = TrainRequest(
+                config=app_config, overrides=tuple(args.set), out=args.out, resume=args.resume,
+                time_limit=args.time_limit, progress=not args.no_progress,
             )  # fmt: skip
+            return app.train(request)
+        path = None if args.config is None else find_config(args.config)
         cfg = None if path is None else load_config(path, args.set)
         run_dir = args.resume or args.out or default_run_dir(path)
         result = train(
@@ -153,8 +155,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from metadl.evaluation.run import eval_report, eval_summary, evaluate_run, load_for_eval
     from metadl.experiments.record import evaluation_record, record_or_warn
 
-    if detect_command.is_detection_target(args.target):
-        return detect_command.eval_command(args)
+    app = application_for_run(args.target)
+    if app is not None:  # detection, text and recommendation runs are scored by their application
+        return app.evaluate(args)
     flags = {k: getattr(args, k) for k in ("split", "ways", "shots", "queries", "episodes", "seed")}
     overrides = [*args.set, *(f"eval.{k}={v}" for k, v in flags.items() if v is not None)]
     overrides += [f"device={args.device}"] if args.device else []
@@ -254,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with metadl, e.g. protonet_omniglot_5w1s: see metadl list configs) and writes a run folder: config.yaml, metrics.csv, "
         "learning_curves.png, last.ckpt and best.ckpt (the best validation score), TensorBoard events when "
         "tensorboard is installed, and model/ (the trained learner for metadl eval / predict / metadl.load). "
-        "A run stopped at any moment continues exactly where it was with --resume RUN_DIR.",
+        "A run stopped at any moment continues exactly where it was with --resume RUN_DIR. Detection, text and "
+        "recommendation configs run their application's own loop (metadl.apps.registry).",
     )
     trainer.add_argument(
         "config", nargs="?", metavar="CONFIG", help="YAML config file or shipped config name"
@@ -289,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluates the best checkpoint of a run folder (or a .ckpt file, or a saved model folder) on a "
         "fixed set of test episodes: the same seed gives the same episodes for every learner. Prints the mean "
         "accuracy (or MSE for regression) with its 95% confidence interval. Unset options come from the "
-        "run's config (its eval section).",
+        "run's config (its eval section). A detection or recommendation run is scored by its application "
+        "(recommendation: the model beside every baseline on its split's test users).",
     )
     evaluator.add_argument(
         "target", metavar="RUN_DIR|MODEL", help="run folder, checkpoint file or saved model folder"

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from metadl.apps.registry import application_configs
 from metadl.apps.text.train import list_text_configs
 from metadl.cli import build_parser, main
 from metadl.config import list_configs
@@ -43,7 +44,11 @@ def test_list_shows_the_shipped_configs_with_their_summaries(capsys):
     assert re.search(
         r"^  text_sentiment_arsc +Episodic fine-tuning of all-MiniLM-L6-v2's top block", out, re.M
     )
-    assert len(out.splitlines()) == 1 + len(list_configs()) + len(list_text_configs())
+    assert re.search(
+        r"^  recsys_movielens100k_coldstart +User cold-start recommendation on MovieLens-100K", out, re.M
+    )
+    assert len(out.splitlines()) == 1 + len(list_configs()) + len(application_configs())
+    assert set(list_text_configs()) <= set(application_configs())
 
 
 def test_short_demo_prints_accuracy_with_interval(capsys, tmp_path):

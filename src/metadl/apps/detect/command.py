@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metadl.apps.registry import TrainRequest
 
 
 def is_detection_target(path: str | Path | None) -> bool:
@@ -26,6 +29,27 @@ def is_detection_target(path: str | Path | None) -> bool:
         return is_detection_config(path)
     run = path.parent if path.name == MODEL_DIR else path
     return (run / CONFIG_FILE).is_file() and is_detection_config(run / CONFIG_FILE)
+
+
+def find_detection_config(name: str) -> Path | None:
+    """The detection config ``name`` (a YAML file or a shipped name) is, or ``None`` when it is not one."""
+    from metadl.apps.detect.config import is_detection_config
+    from metadl.config import ConfigError, find_config
+
+    try:
+        path = find_config(name)
+    except ConfigError:  # not a file, not a shipped name: the core trainer says so
+        return None
+    return path if is_detection_config(path) else None
+
+
+def train_request(request: TrainRequest) -> int:
+    """``metadl train`` through the application registry (:mod:`metadl.apps.registry`)."""
+    from metadl.training.trainer import default_run_dir
+
+    run_dir = request.resume or request.out or default_run_dir(request.config)
+    return train_command(request.config, run_dir, list(request.overrides), resume=request.resume is not None,
+                         time_limit=request.time_limit, progress=request.progress)  # fmt: skip
 
 
 def train_command(config: Path | None, run_dir: str | Path, overrides: list[str], *, resume: bool,

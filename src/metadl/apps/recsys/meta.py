@@ -5,12 +5,14 @@ step draws a support size ``k`` from ``shots`` (seeded) and samples ``meta_batch
 ``k + 10`` ratings: ``k`` support and 10 query ratings (the protocol's query size), through the core's
 ``GroupedTableSource``; the update is the core's ``meta_step``. Every ``validate_every`` steps the
 validation users (support = all but their 10 query ratings, as at test time) are scored by MAE and the
-best weights are kept. A new user is then scored by adapting to their whole support.
+best weights are kept. ``time_limit`` ends meta-training early (after one last validation). A new user
+is then scored by adapting to their whole support.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -42,10 +44,13 @@ class EpisodeSettings:
     validate_every: int = 100
     grad_clip: float | None = 10.0
     seed: int = 0
+    time_limit: float | None = None  # seconds; meta-training stops (validated, best weights kept) past it
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.meta_batch < 1 or self.validate_every < 1:
             raise ValueError(f"steps, meta_batch and validate_every must be >= 1, got {self}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit}")
         if not self.shots or min(self.shots) < 1:
             raise ValueError(f"shots must be support sizes >= 1, got {self.shots}")
 
@@ -59,14 +64,20 @@ def catalogue(task: Task, n_items: int) -> Tensor:
     return torch.stack([user.expand(n_items), torch.arange(n_items)], dim=1)
 
 
+Select = Literal["mae", "loss", "heads"]
+
+
 class MetaRecommender:
     """A :class:`~metadl.algorithms.base.Learner` built per split, meta-trained on its users.
 
     Args:
         build: ``build(split) -> learner`` (a fresh learner for the split's features and catalogue).
         settings: the episodic training settings.
-        select: what picks the best weights on validation users: their query ``"mae"``, or the
-            learner's own meta-loss (``"loss"``, for a learner trained on more than ratings).
+        select: what picks the best weights on validation users: their query ``"mae"``, the learner's
+            own meta-loss (``"loss"``, for a learner trained on more than ratings), or, for a
+            :class:`TwoHeadRecommender`, each head's weights at that head's best step (``"heads"``: the
+            rating head's by MAE, the implicit head's by the cross-entropy of the query items; the two
+            heads share no parameter, so each is early-stopped on its own criterion).
     """
 
     predicts_ratings: ClassVar[bool] = True
@@ -76,18 +87,21 @@ class MetaRecommender:
         build: Callable[[ColdStartSplit], Learner],
         settings: EpisodeSettings = DEFAULT_EPISODES,
         *,
-        select: Literal["mae", "loss"] = "mae",
+        select: Select = "mae",
     ) -> None:
-        if select not in ("mae", "loss"):
-            raise ValueError(f"select={select!r}; use 'mae' or 'loss'")
+        if select not in ("mae", "loss", "heads"):
+            raise ValueError(f"select={select!r}; use 'mae', 'loss' or 'heads'")
         self.build, self.settings, self.select = build, settings, select
-        self.history: list[tuple[int, float]] = []  # (step, validation value)
+        self.history: list[tuple[int, dict[str, float]]] = []  # (step, validation value per criterion)
+        self.steps_done = 0
 
     def fit(self, split: ColdStartSplit) -> None:
         s = self.settings
         with torch.random.fork_rng(devices=[]):  # a seeded initialisation; the global RNG is left as it was
             torch.manual_seed(s.seed)
             learner = self.build(split)
+        if self.select == "heads" and not isinstance(learner, TwoHeadRecommender):
+            raise ValueError(f"select='heads' needs a TwoHeadRecommender, not {type(learner).__name__}")
         self.n_items = split.ratings.n_items
         longest = int(torch.bincount(split.train.groups).max())
         shots = [k for k in s.shots if k + split.protocol.n_query <= longest]
@@ -99,29 +113,55 @@ class MetaRecommender:
         g = torch.Generator().manual_seed(s.seed)
         optimizer = torch.optim.Adam(learner.parameters(), lr=s.lr)
         val_tasks = split.tasks("val")
-        best, best_state = float("inf"), copy.deepcopy(learner.state_dict())
         self.learner = learner
+        parts = self._parts()
+        best = dict.fromkeys(parts, float("inf"))
+        best_state = copy.deepcopy(learner.state_dict())
+        deadline = None if s.time_limit is None else time.monotonic() + s.time_limit
         for step in range(1, s.steps + 1):
             k = shots[int(torch.randint(len(shots), (), generator=g))]
             meta_step(learner, sources[k].sample_batch(s.meta_batch), optimizer, grad_clip=s.grad_clip)
-            if step % s.validate_every == 0 or step == s.steps:
-                value = self.validation_error(val_tasks)
-                self.history.append((step, value))
-                if value < best:
-                    best, best_state = value, copy.deepcopy(learner.state_dict())
+            self.steps_done = step
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if step % s.validate_every == 0 or step == s.steps or out_of_time:
+                values = self.validation_errors(val_tasks)
+                self.history.append((step, values))
+                state = learner.state_dict()
+                for name, keys in parts.items():
+                    if values[name] < best[name]:
+                        best[name] = values[name]
+                        best_state |= {key: state[key].detach().clone() for key in keys}
+            if out_of_time:
+                break
         learner.load_state_dict(best_state)
         learner.eval()
 
-    def validation_error(self, tasks: Sequence[Task]) -> float:
-        """Mean query MAE (``select="mae"``) or meta-loss (``"loss"``) of the validation users; lower is better."""
+    def _parts(self) -> dict[str, tuple[str, ...]]:
+        """Which state entries each validation criterion chooses."""
+        if self.select == "heads":
+            return dict(TwoHeadRecommender.HEADS)
+        return {self.select: tuple(self.learner.state_dict())}
+
+    def validation_errors(self, tasks: Sequence[Task]) -> dict[str, float]:
+        """The validation users' mean query MAE (``"mae"``), meta-loss (``"loss"``) or, with ``select="heads"``,
+        both ``"mae"`` and the implicit head's cross-entropy (``"implicit"``); lower is better."""
         self.learner.eval()
+        values: dict[str, float] = {}
         with torch.no_grad():
-            if self.select == "mae":
-                errors = [mae(self.predict(t, t.query_x).numpy(), t.query_y[:, 0].numpy()) for t in tasks]
-            else:
-                errors = [float(self.learner(TaskBatch.stack([t])).loss) for t in tasks]
+            if self.select in ("mae", "heads"):
+                values["mae"] = float(np.mean(
+                    [mae(self.predict(t, t.query_x).numpy(), t.query_y[:, 0].numpy()) for t in tasks]
+                ))  # fmt: skip
+            if self.select == "loss":
+                values["loss"] = float(
+                    np.mean([float(self.learner(TaskBatch.stack([t])).loss) for t in tasks])
+                )
+            if isinstance(self.learner, TwoHeadRecommender) and self.select == "heads":
+                values["implicit"] = float(np.mean(
+                    [float(self.learner.implicit_loss(t.support_x[None], t.query_x[None])) for t in tasks]
+                ))  # fmt: skip
         self.learner.train()
-        return float(np.mean(errors))
+        return values
 
     def predict(self, task: Task, x: Tensor) -> Tensor:
         """Ratings ``(B,)`` for rows ``x`` after adapting to the task's support."""
@@ -176,22 +216,25 @@ class TwoHeadMetaRecommender:
 
     Ratings (``scores``) come from the rating head; the catalogue is ranked (``ranking``) by
     ``log p(rated) + beta * rating``, with ``beta`` from ``betas`` chosen by the mean ``ndcg@10_full``
-    of the split's validation users (never its test users). The best weights are those with the lowest
-    meta-loss on validation users.
+    of the split's validation users (never its test users). The best weights are chosen on validation
+    users too: each head's at its own best step (``select="heads"``: the rating head by MAE, the implicit
+    head by cross-entropy), or all at the step of the lowest meta-loss (``"loss"``, the first version's).
 
     Args:
         settings: the episodic training settings. betas: the candidates for ``beta``.
+        select: how validation users choose the weights (above).
         **kwargs: :class:`TwoHeadRecommender`'s (``dim``, ``implicit_dim``, ``inner_lr``, ...).
     """
 
     predicts_ratings: ClassVar[bool] = True
 
     def __init__(
-        self, settings: EpisodeSettings = DEFAULT_EPISODES, *, betas: Sequence[float] = BETAS, **kwargs: Any
-    ) -> None:
+        self, settings: EpisodeSettings = DEFAULT_EPISODES, *, betas: Sequence[float] = BETAS,
+        select: Select = "heads", **kwargs: Any,
+    ) -> None:  # fmt: skip
         if not betas:
             raise ValueError("betas is empty; give at least one weight of the rating head in the ranking")
-        self.meta = MetaRecommender(twohead_builder(**kwargs), settings, select="loss")
+        self.meta = MetaRecommender(twohead_builder(**kwargs), settings, select=select)
         self.betas = tuple(float(b) for b in betas)
         self.beta = self.betas[0]
         self.validation_ndcg: dict[float, float] = {}

@@ -74,6 +74,25 @@ class ColdStartReport:
             "users": self.users,
         }
 
+    def summary(self) -> str:
+        """A text table (mean ± 95% CI per recommender and metric) and the model against the best baseline."""
+        rows = [("model", self.model), *self.baselines.items()]
+        width = max(len(name) for name, _ in rows)
+        lines = [
+            f"{self.users} test users; mean ± 95% CI",
+            f"{'':{width}}  " + "  ".join(f"{m:>17}" for m in METRICS),
+        ]
+        lines += [
+            f"{name:{width}}  " + "  ".join(f"{values[m].text():>17}" for m in METRICS)
+            for name, values in rows
+        ]
+        for metric, c in self.vs_best_baseline.items():
+            verdict = (
+                "ahead" if c.better else "not ahead (the 95% CI of the difference holds 0, or it is behind)"
+            )
+            lines.append(f"model - {c.baseline} on {metric}: {c.difference.text()} paired: {verdict}")
+        return "\n".join(lines)
+
 
 def best_baseline(values: dict[str, dict[str, np.ndarray]], metric: str) -> str | None:
     """The baseline with the best mean on ``metric`` among those that define it (``None``: none does)."""

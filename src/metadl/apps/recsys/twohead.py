@@ -81,6 +81,11 @@ class TwoHeadRecommender(Learner):
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(regression=True)
+    # The state entries of each head (they share none): what validation early-stops head by head.
+    HEADS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mae": ("item_mean", "item_factor", "rated", "liked", "w0", "c0"),
+        "implicit": ("key", "value", "popularity"),
+    }
     item_mean: Tensor
 
     def __init__(
@@ -191,10 +196,12 @@ class TwoHeadRecommender(Learner):
         if self.rating_loss == "l1":
             out.loss = (out.logits - batch.query_y).abs().mean()
         if self.implicit_weight > 0:
-            log_p = self.log_p_rated(batch.support_x)
-            implicit = -log_p.gather(1, batch.query_x[..., 1]).mean()
-            out.loss = out.loss + self.implicit_weight * implicit
+            out.loss = out.loss + self.implicit_weight * self.implicit_loss(batch.support_x, batch.query_x)
         return out
+
+    def implicit_loss(self, support_x: Tensor, query_x: Tensor) -> Tensor:
+        """Mean cross-entropy of the query items ``(T, Q, 2)`` under ``p(. | support)`` (the implicit head)."""
+        return -self.log_p_rated(support_x).gather(1, query_x[..., 1]).mean()
 
     def adapt(self, support_x: Tensor, support_y: Tensor) -> Predictor:
         """Adapt to one user's support ``(S, 2)`` / ``(S, 1)``; ``predict(x)`` gives ratings ``(B, 1)``."""
