@@ -11,6 +11,8 @@ are scored once at the end):
 - ``hallucination``: the ``hallucination`` learner (ProtoNet + jointly trained feature generator).
 - ``low/...``: the same with a tenth of the training characters (all four rotations of each), the
   regime where generated data should matter most.
+- ``5shot/...``: supervised and hallucination trained and tested on 5-shot episodes (the generator's
+  ablation at 1 and 5 shots).
 
 Every arm is scored on the same seeded test episodes (5-way and 20-way 1-shot), so gains are paired
 differences with their 95% CI (``metadl.evaluation.confidence.paired_difference_ci95``). The section
@@ -55,6 +57,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "low/supervised": {},
     "low/augment": {"augment": {"train": AFFINE_ELASTIC}},
     "low/hallucination": {"learner": {"name": "hallucination", "n_generated": 5}},
+    "5shot/supervised": {},
+    "5shot/hallucination": {"learner": {"name": "hallucination", "n_generated": 5}},
 }
 BASELINE = {
     "umtra": "supervised",
@@ -62,7 +66,13 @@ BASELINE = {
     "hallucination": "supervised",
     "low/augment": "low/supervised",
     "low/hallucination": "low/supervised",
+    "5shot/hallucination": "5shot/supervised",
 }
+
+
+def shots_of(arm: str) -> int:
+    """Support examples per class in the arm's training and test episodes."""
+    return 5 if arm.startswith("5shot/") else 1
 
 
 @dataclass
@@ -71,16 +81,16 @@ class ArmResult:
     iterations: int
     train_seconds: float
     val_accuracy: float | None
-    test: dict[str, tuple[float, float]]  # "5w1s" -> (mean, ci95)
+    test: dict[str, tuple[float, float]]  # "5w1s" (ways, shots) -> (mean, ci95)
     per_episode: dict[str, list[float]]
 
 
-def base_config(args: argparse.Namespace, ways: int, **changes: Any) -> dict[str, Any]:
+def base_config(args: argparse.Namespace, ways: int, shots: int = 1, **changes: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "seed": 0,
         "device": "cpu",
         "dataset": {"name": "omniglot", "root": str(args.data), "image_size": 28},
-        "sampler": {"ways": args.train_ways, "shots": 1, "queries": args.queries, "meta_batch": 1},
+        "sampler": {"ways": args.train_ways, "shots": shots, "queries": args.queries, "meta_batch": 1},
         "backbone": {"name": "conv4", "hidden": 64},
         "learner": {"name": "protonet"},
         "optimizer": {"name": "adam", "lr": 0.001},
@@ -93,7 +103,7 @@ def base_config(args: argparse.Namespace, ways: int, **changes: Any) -> dict[str
         "eval": {
             "episodes": args.episodes,
             "ways": ways,
-            "shots": 1,
+            "shots": shots,
             "queries": 5,
             "split": "test",
             "seed": 0,
@@ -118,7 +128,8 @@ def low_data(train_split: FewShotDataset, fraction: float, seed: int = 0) -> Few
 
 def run_arm(arm: str, args: argparse.Namespace, splits: dict[str, FewShotDataset]) -> ArmResult:
     """Train (or resume) one arm and score it on the test episodes; cached in ``<out>/<arm>/result.json``."""
-    cfg = config_from_dict(base_config(args, 5, **ARMS[arm]))
+    shots = shots_of(arm)
+    cfg = config_from_dict(base_config(args, 5, shots, **ARMS[arm]))
     folder = args.out / arm.replace("/", "-")
     cache = folder / "result.json"
     done = cached(arm, args)
@@ -131,10 +142,10 @@ def run_arm(arm: str, args: argparse.Namespace, splits: dict[str, FewShotDataset
     learner = result.learner.eval()
     test, per_episode = {}, {}
     for ways in (5, 20):
-        eval_cfg = config_from_dict(base_config(args, ways, **ARMS[arm]))
+        eval_cfg = config_from_dict(base_config(args, ways, shots, **ARMS[arm]))
         scored = evaluate_config(eval_cfg, learner, dataset=splits["test"])
-        test[f"{ways}w1s"] = (scored.mean, scored.ci95)
-        per_episode[f"{ways}w1s"] = scored.per_episode
+        test[f"{ways}w{shots}s"] = (scored.mean, scored.ci95)
+        per_episode[f"{ways}w{shots}s"] = scored.per_episode
     # TrainResult.seconds sums the training sessions of a resumed run (metrics.csv's time_s)
     out = ArmResult(arm, result.iterations, result.seconds, result.best_value, test, per_episode)
     cache.write_text(json.dumps({"settings": settings(args), "result": asdict(out)}))
@@ -160,17 +171,18 @@ def table(results: dict[str, ArmResult], args: argparse.Namespace, command: str)
     lines = [
         SECTION,
         "",
-        f"Command: `{command}` (Conv-4, 5-way 1-shot training episodes with {args.queries} queries, meta-batch 1, "
+        f"Command: `{command}` (Conv-4, 5-way training episodes with the arm's shots and {args.queries} queries, meta-batch 1, "
         f"Adam 1e-3, {args.iterations} iterations, best of validation every {args.val_every} on "
         f"{args.val_episodes} Vinyals-validation episodes; test: {args.episodes} seeded episodes of the Vinyals test "
         "split, the same for every arm, 5 queries per class).",
         "",
-        "| arm | labels | train s | val 5w1s | test 5-way 1-shot | gain | test 20-way 1-shot | gain |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | labels | shots | train s | val 5-way | test 5-way | gain | test 20-way | gain |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         cells = []
-        for key in ("5w1s", "20w1s"):
+        shots = shots_of(name)
+        for key in (f"5w{shots}s", f"20w{shots}s"):
             mean, ci = r.test[key]
             cells.append(f"{100 * mean:.2f}% ± {100 * ci:.2f}")
             base = BASELINE.get(name)
@@ -182,7 +194,7 @@ def table(results: dict[str, ArmResult], args: argparse.Namespace, command: str)
         labels = "none" if name == "umtra" else ("10% of classes" if name.startswith("low/") else "all")
         val = f"{100 * r.val_accuracy:.1f}%" if r.val_accuracy is not None else "-"
         seconds = read_metrics(args.out / name.replace("/", "-") / "metrics.csv")[-1]["time_s"]
-        lines.append(f"| {name} | {labels} | {seconds:.0f} | {val} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {labels} | {shots} | {seconds:.0f} | {val} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

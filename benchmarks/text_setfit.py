@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from setfit import SetFitModel, Trainer, TrainingArguments
+from text_intents import markers, write_doc
 
 from metadl.apps.text.intents import kshot_indices
 from metadl.data.text import TextDataset, banking77, clinc150
@@ -70,7 +70,7 @@ def run_draw(
 
 def section(rows: list[dict], command: str, max_steps: int, batch_size: int) -> str:
     lines = [
-        "<!-- text-intents-setfit:start -->",
+        markers("setfit")[0],
         "## Few-shot intent detection (text), SetFit on the same MiniLM body",
         "",
         "```bash",
@@ -99,16 +99,8 @@ def section(rows: list[dict], command: str, max_steps: int, batch_size: int) -> 
                 f"| {dataset} | {k} | {len(cell)} | {acc} | {train_s:.0f} | {predict_s:.0f} | {load:.1f} |"
             )
     peak = max((r["peak_gib"] for r in rows), default=0.0)
-    lines += ["", f"Peak resident memory {peak:.2f} GiB.", "<!-- text-intents-setfit:end -->"]
+    lines += ["", f"Peak resident memory {peak:.2f} GiB.", markers("setfit")[1]]
     return "\n".join(lines)
-
-
-def write_doc(text: str, doc: Path) -> None:
-    old = doc.read_text()
-    pattern = re.compile(r"<!-- text-intents-setfit:start -->.*?<!-- text-intents-setfit:end -->", re.S)
-    doc.write_text(
-        pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
-    )
 
 
 def main() -> None:
@@ -154,7 +146,7 @@ def main() -> None:
     text = section(
         [r for r in rows if r["max_steps"] == args.max_steps], command, args.max_steps, args.batch_size
     )
-    write_doc(text, args.doc)
+    write_doc(text, args.doc, "setfit")
     print(text)
 
 

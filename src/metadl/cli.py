@@ -28,11 +28,21 @@ from metadl.tune import command as tune_command
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from metadl.algorithms import list_learners
+    from metadl.augment import list_transforms
     from metadl.config import header_summary, list_configs, shipped_config
     from metadl.data import list_datasets
     from metadl.models import list_backbones
+    from metadl.models.text import list_text_encoders
+    from metadl.tasks import list_task_sources
 
-    sections = {"datasets": list_datasets(), "backbones": list_backbones(), "learners": list_learners()}
+    sections = {
+        "datasets": list_datasets(),
+        "sources": list_task_sources(),
+        "backbones": list_backbones(),
+        "encoders": list_text_encoders(),
+        "learners": list_learners(),
+        "transforms": list_transforms(),
+    }
     for name, items in sections.items():
         if args.what in (None, name):
             print(f"{name}: {', '.join(items)}")
@@ -242,11 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     lister = sub.add_parser(
         "list",
-        help="list datasets, backbones, learners and shipped configs",
-        description="List what can be created by name, and the configs that ship with metadl.",
+        help="list datasets, task sources, backbones, text encoders, learners, transforms and shipped configs",
+        description="List what can be created by name (datasets, task sources for dataset.name, backbones, "
+        "text encoders, learners, augmentation transforms for augment.train) and the configs that ship with metadl.",
     )
     lister.add_argument(
-        "what", nargs="?", choices=["datasets", "backbones", "learners", "configs"], help="only this section"
+        "what",
+        nargs="?",
+        choices=["datasets", "sources", "backbones", "encoders", "learners", "transforms", "configs"],
+        help="only this section",
     )
     lister.set_defaults(func=_cmd_list)
 

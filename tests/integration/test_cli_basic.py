@@ -34,6 +34,11 @@ def test_list_shows_registries(capsys):
     assert re.search(r"^datasets: .*synthetic_glyphs", out, re.M)
     assert re.search(r"^backbones: .*conv4", out, re.M)
     assert re.search(r"^learners: .*protonet", out, re.M)
+    assert re.search(r"^sources: .*grouped_table", out, re.M)
+    assert re.search(r"^encoders: .*tokens", out, re.M)
+    assert re.search(r"^transforms: .*elastic", out, re.M)
+    assert main(["list", "transforms"]) == 0
+    assert capsys.readouterr().out.startswith("transforms: affine, ")
 
 
 def test_list_shows_the_shipped_configs_with_their_summaries(capsys):

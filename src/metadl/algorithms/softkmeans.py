@@ -10,7 +10,9 @@ depend on how clusters are numbered, so no matching enters the gradient; the emb
 soft k-means put each class in its own cluster.
 
 New data is partitioned with the same step's limit ``beta -> inf``: hard k-means (restarted from
-k-means++ seeds, the lowest within-cluster sum of squares kept) on the learned embedding.
+k-means++ seeds, the lowest within-cluster sum of squares kept) on the learned embedding; without a
+given k, into the number of clusters whose partition has the best silhouette
+(:mod:`metadl.algorithms.estimate_k`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from torch import Tensor, nn
 
 from metadl.algorithms.base import Capabilities, Learner, LearnerOutput, Predictor, encode_labels
 from metadl.algorithms.clustering_steps import (
-    ClusteringError,
     align_to_labels,
     farthest_first,
     kmeans,
@@ -32,6 +33,7 @@ from metadl.algorithms.clustering_steps import (
     soft_kmeans,
     squared_distances,
 )
+from metadl.algorithms.estimate_k import estimate_k
 from metadl.algorithms.heads import embed_tasks
 from metadl.models.base import Backbone
 from metadl.tasks.task import TaskBatch
@@ -110,16 +112,16 @@ class SoftKMeansClusterer(Learner):
 
     @torch.no_grad()
     def cluster(self, x: Tensor, k: int | None = None, *, seed: int = 0) -> Tensor:
-        """Partition ``x (n, *x_shape)`` into ``k`` clusters: ``(n,)`` int64 cluster ids."""
-        if k is None:
-            raise ClusteringError(
-                "softkmeans needs the number of clusters k; give k, or use the 'pairwise' learner, "
-                "which estimates it"
-            )
+        """Partition ``x (n, *x_shape)`` into ``k`` clusters: ``(n,)`` int64 cluster ids.
+
+        Without ``k`` the number of clusters is the best-silhouette one (:func:`estimate_k`).
+        """
         was_training = self.training
         self.eval()
-        labels, _ = kmeans(self.embed(x), k, restarts=self.restarts, seed=seed)
+        z = self.embed(x)
         self.train(was_training)
+        k = estimate_k(z, seed=seed) if k is None else k
+        labels, _ = kmeans(z, k, restarts=self.restarts, seed=seed)
         return labels.cpu()
 
     @torch.no_grad()

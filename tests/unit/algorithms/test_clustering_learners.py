@@ -79,12 +79,13 @@ def test_threshold_estimates_the_number_of_clusters_on_blobs() -> None:
     assert labels.unique().numel() == 7 and clustering_accuracy(labels, y) == 1.0
 
 
-def test_softkmeans_without_k_is_a_one_line_error() -> None:
-    net = create_learner("softkmeans", backbone=create_backbone("identity", in_features=5), n_way=2)
-    with pytest.raises(ClusteringError, match="needs the number of clusters"):
-        net.cluster(torch.randn(4, 5))
+def test_softkmeans_estimates_k_by_silhouette_and_refuses_a_k_above_n() -> None:
+    x, y = separated_blobs(k=5, dim=32)
+    net = create_learner("softkmeans", backbone=create_backbone("identity", in_features=32), n_way=5)
+    labels = net.cluster(x)  # no k: the best-silhouette number of clusters
+    assert labels.unique().numel() == 5 and clustering_accuracy(labels, y) == 1.0
     with pytest.raises(ClusteringError, match="k = 9 clusters for 4 examples"):
-        net.cluster(torch.randn(4, 5), 9)
+        net.cluster(torch.randn(4, 32), 9)
 
 
 def test_agglomerate_numbers_clusters_by_first_appearance() -> None:

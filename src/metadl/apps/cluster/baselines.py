@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metadl.algorithms.clustering_steps import ClusteringError, kmeans
+from metadl.algorithms.clustering_steps import kmeans
+from metadl.algorithms.estimate_k import estimate_k
 
 
 class EmbeddingKMeans:
@@ -31,10 +32,9 @@ class EmbeddingKMeans:
 
     @torch.no_grad()
     def cluster(self, x: Tensor, k: int | None = None, *, seed: int = 0) -> Tensor:
-        if k is None:
-            raise ClusteringError("k-means needs the number of clusters k")
         z = self.embed(x)
         z = F.normalize(z, dim=-1) if self.normalize else z
+        k = estimate_k(z, seed=seed) if k is None else k  # the best-silhouette k when none is given
         labels, _ = kmeans(z, k, restarts=self.restarts, seed=seed)
         return labels.cpu()
 

@@ -1,4 +1,4 @@
-"""``metadl cluster``: partition a folder of unlabelled images with a saved clustering model.
+"""``metadl cluster``: partition unlabelled images (a folder) or sentences (a text file) with a saved model.
 
 Registered by :func:`metadl.cli.build_parser` with one line; the handler imports the application lazily.
 """
@@ -24,8 +24,15 @@ def _positive(text: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from metadl.apps.cluster.images import assignments_csv, cluster_folder
+    from metadl.apps.cluster.texts import cluster_texts, text_assignments_csv
     from metadl.saving import load
 
+    if args.texts is not None:
+        texts = cluster_texts(args.model, args.texts, text_column=args.text_column, k=args.k, seed=args.seed)
+        sys.stdout.write(
+            json.dumps([asdict(r) for r in texts]) + "\n" if args.json else text_assignments_csv(texts)
+        )
+        return 0
     rows = cluster_folder(load(args.model, device=args.device), args.images, k=args.k, seed=args.seed)
     sys.stdout.write(json.dumps([asdict(r) for r in rows]) + "\n" if args.json else assignments_csv(rows))
     return 0
@@ -35,19 +42,33 @@ def add_command(sub: Any) -> None:
     """Add ``cluster`` to the ``metadl`` subcommands (``sub`` is argparse's subparsers action)."""
     parser = sub.add_parser(
         "cluster",
-        help="group unlabelled images of new classes with a meta-trained clustering model",
+        help="group unlabelled images or sentences of new classes with a meta-trained model",
         description="Partitions every image below DIR with a model trained by `metadl train cluster_omniglot_lake` "
-        "(or any clustering learner) and prints file,cluster lines. Without --k the number of clusters is "
-        "estimated (the 'pairwise' learner: its same-class probability cut at its threshold).",
+        "(or any clustering learner) and prints file,cluster lines; or the sentences of a text file with a text "
+        "model (a shipped name such as minilm-protonet, a saved text model or a run folder) and prints "
+        "text,cluster lines in input order. Without --k the number of clusters is estimated: the 'pairwise' "
+        "learner cuts its same-class probability at its threshold, the others take the k whose k-means "
+        "partition has the best silhouette.",
     )
     parser.add_argument(
-        "model", metavar="MODEL", help="saved model folder (or its metadl.json), or run folder"
+        "model",
+        metavar="MODEL",
+        help="saved model folder (or its metadl.json), run folder, or text model name",
+    )
+    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--images", metavar="DIR", help="a folder of images (searched recursively)")
+    inputs.add_argument(
+        "--texts",
+        metavar="FILE",
+        help="a .csv / .jsonl file (its --text-column) or a .txt file, one sentence a line",
     )
     parser.add_argument(
-        "--images", required=True, metavar="DIR", help="a folder of images (searched recursively)"
+        "--text-column", default="text", help="the sentence column of a .csv/.jsonl (default text)"
     )
     parser.add_argument("--k", type=_positive, metavar="K", help="number of clusters (default: estimated)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means restarts (default 0)")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of {file, cluster}")
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON list of {file, cluster} (or {text, cluster})"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     parser.set_defaults(func=_run)
