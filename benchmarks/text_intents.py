@@ -177,8 +177,8 @@ def table(
         "RoBERTa-base (125M parameters, about 6x MiniLM-L6's 22M), contrastive pre-training on unlabelled intent "
         "corpora and fine-tuning of the whole encoder; the rows above fine-tune nothing.",
         "",
-        "SetFit (contrastive fine-tuning of the same MiniLM body) on the same draws: the section \"Few-shot intent "
-        "detection (text), SetFit on the same MiniLM body\" (`benchmarks/text_setfit.py`).",
+        'SetFit (contrastive fine-tuning of the same MiniLM body) on the same draws: the section "Few-shot intent '
+        'detection (text), SetFit on the same MiniLM body" (`benchmarks/text_setfit.py`).',
         end,
     ]
     return "\n".join(lines)
