@@ -43,7 +43,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cluster_text")
     torch.manual_seed(0)
     model = TextModel.build(
-        TokenEncoder(texts=TEXTS), "protonet", backbone="attention", d_model=16, num_heads=2, num_layers=1
+        # whole-word tokens: the untrained model's mean-pooled embedding is then close to a bag of words
+        TokenEncoder(texts=TEXTS, tokenizer="word"),
+        "protonet",
+        backbone="attention",
+        d_model=16,
+        num_heads=2,
+        num_layers=1,
     )
     save_text_model(root / "model", model)
     (root / "sentences.csv").write_text(
