@@ -10,11 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
+import metadl.apps.text.train as text_train
 from metadl.apps.text.train import list_text_configs, load_text_config
 from metadl.cli import main
+from metadl.training.run import TrainResult
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -179,3 +182,15 @@ def test_resume_refuses_another_config_and_a_missing_run(tiny_bert, tmp_path, mo
     assert code == 2 and f"--resume {run}" in capsys.readouterr().err
     code = main(["train", name, "--out", str(tmp_path / "x"), "--resume", str(run), *sets])
     assert code == 2 and "use one of them" in capsys.readouterr().err
+
+
+def test_a_text_run_stopped_by_a_signal_exits_with_the_signals_code(tmp_path, monkeypatch, capsys):
+    """The exit code of the session reaches the shell, as for the core trainer (128 + SIGTERM's 15)."""
+    stopped = TrainResult(
+        run_dir=tmp_path / "run", learner=torch.nn.Identity(), iterations=1, metric="accuracy",  # type: ignore[arg-type]
+        best_value=None, best_iteration=None, model_dir=tmp_path / "run" / "model", complete=False,
+        stopped_by="SIGTERM", exit_code=143,
+    )  # fmt: skip
+    monkeypatch.setattr(text_train, "train_text", lambda *args, **kwargs: stopped)
+    assert main(["train", "text_sentiment_arsc", "--out", str(tmp_path / "run")]) == 143
+    assert f"run folder {tmp_path / 'run'}" in capsys.readouterr().out

@@ -44,11 +44,11 @@ def train_request(request: TrainRequest) -> int:
 
     assert request.config is not None or request.resume is not None  # metadl.cli checks one is given
     config = request.config if request.config is not None else Path(str(request.resume)) / "config.yaml"
-    model_dir = train_text_from_cli(
+    result = train_text_from_cli(
         config, list(request.overrides), request.out, request.resume, request.time_limit
     )
-    print(f"run folder {model_dir.parent}; model saved to {model_dir}")
-    return 0
+    print(f"run folder {result.run_dir}; model saved to {result.model_dir}")
+    return result.exit_code  # non-zero when SIGTERM / SIGINT stopped the run (it is checkpointed)
 
 
 def eval_command(args: argparse.Namespace) -> int:

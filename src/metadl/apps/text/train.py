@@ -239,9 +239,10 @@ def _train_locked(
 
 def train_text_from_cli(
     path: Path, overrides: list[str], out: str | None, resume: str | None, time_limit: float | None
-) -> Path:
-    """``metadl train TEXT_CONFIG [--set ...] [--out RUN | --resume RUN] [--time-limit T]``; returns the
-    saved model folder. A resumed run is given the config (and ``--set`` values) it was started with."""
+) -> TrainResult:
+    """``metadl train TEXT_CONFIG [--set ...] [--out RUN | --resume RUN] [--time-limit T]``: the session's
+    :class:`TrainResult` (``model_dir``; ``exit_code`` non-zero when a signal stopped it). A resumed run is
+    given the config (and ``--set`` values) it was started with."""
     if resume is not None and out is not None:
         raise ConfigError(
             "--out names a new run folder; --resume continues the one it names: use one of them"
@@ -249,4 +250,4 @@ def train_text_from_cli(
     cfg = load_text_config(path, overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = resume or out or Path("runs") / f"{path.stem}-{stamp}"
-    return train_text(cfg, run_dir, resume=resume is not None, time_limit=time_limit).model_dir
+    return train_text(cfg, run_dir, resume=resume is not None, time_limit=time_limit)
