@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from metadl.apps.appconfig import declares_app, find_app_config, shipped_configs
 from metadl.apps.recsys.meta import EpisodeSettings
 from metadl.apps.recsys.protocol import ColdStartProtocol
 from metadl.config import ConfigError, apply_overrides, read_yaml
@@ -84,24 +83,17 @@ class RecsysConfig:
 
 def list_recsys_configs() -> list[str]:
     """Names of the shipped recommendation configs."""
-    return sorted(p.stem for p in CONFIG_FOLDER.glob("*.yaml"))
+    return shipped_configs(CONFIG_FOLDER)
 
 
 def find_config(name: str) -> Path | None:
     """The shipped config ``name``, or the YAML file ``name`` when its ``app`` is ``recsys``; else None."""
-    if name in list_recsys_configs():
-        return CONFIG_FOLDER / f"{name}.yaml"
-    path = Path(name)
-    return path if path.suffix in (".yaml", ".yml") and is_recsys_config(path) else None
+    return find_app_config(name, CONFIG_FOLDER, APP)
 
 
 def is_recsys_config(path: Path) -> bool:
     """Whether ``path`` is a readable YAML mapping with ``app: recsys`` (False for anything else)."""
-    try:
-        raw = read_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ConfigError):
-        return False
-    return isinstance(raw, dict) and raw.get("app") == APP
+    return declares_app(path, APP)
 
 
 def _section(cls: type, raw: Any, key: str) -> Any:

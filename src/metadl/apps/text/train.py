@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import yaml
 
+from metadl.apps.appconfig import find_app_config, shipped_configs
 from metadl.apps.text.finetune import FinetuneSettings
 from metadl.apps.text.run import text_run
 from metadl.apps.text.sentiment import arsc_domains, held_out_domains, meta_training_source
@@ -77,20 +78,12 @@ class TextTrainConfig:
 
 def list_text_configs() -> list[str]:
     """Names of the shipped text configs."""
-    return sorted(p.stem for p in CONFIG_FOLDER.glob("*.yaml"))
+    return shipped_configs(CONFIG_FOLDER)
 
 
 def find_text_config(name: str) -> Path | None:
-    """The shipped text config ``name``, or the YAML file ``name`` when it starts with ``app: text``; else None."""
-    if name in list_text_configs():
-        return CONFIG_FOLDER / f"{name}.yaml"
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        head = path.read_text(encoding="utf-8", errors="replace")
-        raw = read_yaml(head) if "app:" in head else None
-        if isinstance(raw, dict) and raw.get("app") == "text":
-            return path
-    return None
+    """The shipped text config ``name``, or the YAML file ``name`` when its ``app`` is ``text``; else None."""
+    return find_app_config(name, CONFIG_FOLDER, "text")
 
 
 def _section(cls: type, raw: Any, key: str) -> Any:
