@@ -1,5 +1,6 @@
-"""Finding an application's config: a name shipped in the application's ``configs/`` folder, or a YAML file
-whose top-level ``app`` key names the application (``app: text``, ``app: recsys``).
+"""What the applications' configs share: finding one (a name shipped in the application's ``configs/``
+folder, or a YAML file whose top-level ``app`` key names the application: ``app: text``, ``app: recsys``),
+and reading a section into its frozen dataclass with one-line errors.
 
 The core configs (:mod:`metadl.config`) have no ``app`` key; :mod:`metadl.apps.registry` asks each
 application's ``find_config`` first and gives the core trainer what none claims.
@@ -7,7 +8,9 @@ application's ``find_config`` first and gives the core trainer what none claims.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,3 +45,24 @@ def find_app_config(name: str, folder: Path, app: str) -> Path | None:
         return folder / f"{name}.yaml"
     path = Path(name)
     return path if path.suffix in (".yaml", ".yml") and declares_app(path, app) else None
+
+
+def config_section(cls: type, raw: Any, key: str) -> Any:
+    """``cls(**raw)`` for the config section ``key``: unknown keys, wrong values and a non-mapping are a
+    one-line :class:`ConfigError` naming the section; YAML lists become tuples (sections are frozen)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "raw"]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: unknown keys {unknown}; allowed: {names}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def yaml_scalar(value: Any) -> Any:
+    """``--set`` values arrive as text: read them as YAML scalars (``3e-3``, ``null``, ``[5, 10]``)."""
+    return read_yaml(value) if isinstance(value, str) else value

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from metadl.apps.appconfig import declares_app, find_app_config, shipped_configs
+from metadl.apps.appconfig import config_section, declares_app, find_app_config, shipped_configs, yaml_scalar
 from metadl.apps.recsys.meta import EpisodeSettings
 from metadl.apps.recsys.protocol import ColdStartProtocol
 from metadl.config import ConfigError, apply_overrides, read_yaml
@@ -96,25 +96,6 @@ def is_recsys_config(path: Path) -> bool:
     return declares_app(path, APP)
 
 
-def _section(cls: type, raw: Any, key: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ConfigError(f"{key}: unknown keys {unknown}; allowed: {names}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{key}: {err}") from None
-
-
-def _typed(value: Any) -> Any:
-    """``--set`` values arrive as text: read them as YAML scalars (``3e-3``, ``null``, ``[5, 10]``)."""
-    return read_yaml(value) if isinstance(value, str) else value
-
-
 def _check_types(section: Any, key: str) -> None:
     """Integers and floats where the section's field says so (YAML's ``1.5`` is no step count)."""
     values = dataclasses.asdict(section)
@@ -134,22 +115,24 @@ def load_recsys_config(path: str | Path, overrides: list[str] | tuple[str, ...] 
     if not isinstance(raw, dict) or raw.get("app") != APP:
         raise ConfigError(f"{path}: a recommendation config starts with 'app: {APP}'")
     raw = apply_overrides(raw, overrides)
-    raw = {k: {kk: _typed(vv) for kk, vv in v.items()} if isinstance(v, dict) else v for k, v in raw.items()}
+    raw = {
+        k: {kk: yaml_scalar(vv) for kk, vv in v.items()} if isinstance(v, dict) else v for k, v in raw.items()
+    }
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{path}: unknown sections {unknown}; allowed: {', '.join(SECTIONS)}")
-    dataset = _section(DatasetSection, raw.get("dataset"), "dataset")
+    dataset = config_section(DatasetSection, raw.get("dataset"), "dataset")
     if dataset.format not in FORMATS:
         raise ConfigError(f"dataset.format={dataset.format!r}; choose one of {list(FORMATS)}")
     protocol_raw = dict(raw.get("protocol") or {})
     split_seed = protocol_raw.pop("split_seed", 0)
     if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
         raise ConfigError(f"protocol.split_seed = {split_seed!r}; expected an integer >= 0")
-    protocol = _section(ColdStartProtocol, protocol_raw, "protocol")
-    model = _section(ModelSection, raw.get("model") or {}, "model")
+    protocol = config_section(ColdStartProtocol, protocol_raw, "protocol")
+    model = config_section(ModelSection, raw.get("model") or {}, "model")
     if model.rating_loss not in ("mse", "l1"):
         raise ConfigError(f"model.rating_loss={model.rating_loss!r}; choose 'l1' or 'mse'")
-    train = _section(EpisodeSettings, raw.get("train") or {}, "train")
+    train = config_section(EpisodeSettings, raw.get("train") or {}, "train")
     for section, key in ((protocol, "protocol"), (model, "model"), (train, "train")):
         _check_types(section, key)
     return RecsysConfig(dataset, protocol, split_seed, model, train, raw)

@@ -24,7 +24,6 @@ object (:mod:`metadl.apps.text.run`), so ``--time-limit`` and SIGTERM stop it ch
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 import yaml
 
-from metadl.apps.appconfig import find_app_config, shipped_configs
+from metadl.apps.appconfig import config_section, find_app_config, shipped_configs, yaml_scalar
 from metadl.apps.text.finetune import FinetuneSettings
 from metadl.apps.text.run import text_run
 from metadl.apps.text.sentiment import arsc_domains, held_out_domains, meta_training_source
@@ -86,32 +85,15 @@ def find_text_config(name: str) -> Path | None:
     return find_app_config(name, CONFIG_FOLDER, "text")
 
 
-def _section(cls: type, raw: Any, key: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "raw"]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ConfigError(f"{key}: unknown keys {unknown}; allowed: {names}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{key}: {err}") from None
-
-
-def _typed(value: Any) -> Any:
-    """``--set`` values arrive as text: read them as YAML scalars (``1e-4``, ``true``, ``[a, b]``)."""
-    return read_yaml(value) if isinstance(value, str) else value
-
-
 def load_text_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> TextTrainConfig:
     """Read, override and validate a text config (see the module docstring)."""
     raw = read_yaml(Path(path).read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or raw.get("app") != "text":
         raise ConfigError(f"{path}: a text config starts with 'app: text'")
     raw = apply_overrides(raw, overrides)
-    raw = {k: {kk: _typed(vv) for kk, vv in v.items()} if isinstance(v, dict) else v for k, v in raw.items()}
+    raw = {
+        k: {kk: yaml_scalar(vv) for kk, vv in v.items()} if isinstance(v, dict) else v for k, v in raw.items()
+    }
     unknown = sorted(set(raw) - {"app", "encoder", "dataset", "learner", "train"})
     if unknown:
         raise ConfigError(
@@ -120,14 +102,14 @@ def load_text_config(path: str | Path, overrides: tuple[str, ...] | list[str] = 
     learner = dict(raw.get("learner") or {"name": "protonet"})
     if not isinstance(learner.get("name"), str):
         raise ConfigError(f"{path}: learner.name is missing (e.g. protonet, svm, anil)")
-    dataset = _section(DatasetSection, raw.get("dataset"), "dataset")
+    dataset = config_section(DatasetSection, raw.get("dataset"), "dataset")
     if dataset.name not in DATASETS:
         raise ConfigError(f"dataset.name={dataset.name!r}; choose one of {list(DATASETS)}")
     return TextTrainConfig(
-        _section(EncoderSection, raw.get("encoder") or {}, "encoder"),
+        config_section(EncoderSection, raw.get("encoder") or {}, "encoder"),
         dataset,
         learner,
-        _section(FinetuneSettings, raw.get("train") or {}, "train"),
+        config_section(FinetuneSettings, raw.get("train") or {}, "train"),
         raw,
     )
 
