@@ -26,7 +26,11 @@ def duration(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    """An integer >= 1; anything else (``0``, ``-2``, ``abc``) is argparse's one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value

@@ -70,6 +70,9 @@ def test_bad_argument_is_rejected_clearly(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--iterations", "0"])
     assert "must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # not a number: the same one line, from the shared argument type
+        main(["cluster", "model", "--images", "x", "--k", "abc"])
+    assert "must be a positive integer, got abc" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -88,9 +88,10 @@ def estimate_k(
     best_k, best_score = k_min, -float("inf")
     for k in range(k_min, k_max + 1):
         labels, _ = kmeans(z, k, restarts=restarts, seed=seed)
-        if labels[keep].unique().numel() < 2:
+        found = labels[keep].unique().numel()  # the scored sample may miss small clusters
+        if found < 2:
             continue
-        score = silhouette(z[keep], labels[keep]) if labels[keep].unique().numel() < len(keep) else 0.0
+        score = silhouette(z[keep], labels[keep]) if found < len(keep) else 0.0
         if score > best_score:
             best_k, best_score = k, score
     return best_k

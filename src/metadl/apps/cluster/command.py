@@ -11,15 +11,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+from metadl.argtypes import positive_int
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,12 +21,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.texts is not None:
         texts = cluster_texts(args.model, args.texts, text_column=args.text_column, k=args.k, seed=args.seed)
-        sys.stdout.write(
-            json.dumps([asdict(r) for r in texts]) + "\n" if args.json else text_assignments_csv(texts)
-        )
-        return 0
-    rows = cluster_folder(load(args.model, device=args.device), args.images, k=args.k, seed=args.seed)
-    sys.stdout.write(json.dumps([asdict(r) for r in rows]) + "\n" if args.json else assignments_csv(rows))
+        rows: list[Any] = texts
+        table = text_assignments_csv(texts)
+    else:
+        images = cluster_folder(load(args.model, device=args.device), args.images, k=args.k, seed=args.seed)
+        rows, table = images, assignments_csv(images)
+    sys.stdout.write(json.dumps([asdict(r) for r in rows]) + "\n" if args.json else table)
     return 0
 
 
@@ -65,7 +57,7 @@ def add_command(sub: Any) -> None:
     parser.add_argument(
         "--text-column", default="text", help="the sentence column of a .csv/.jsonl (default text)"
     )
-    parser.add_argument("--k", type=_positive, metavar="K", help="number of clusters (default: estimated)")
+    parser.add_argument("--k", type=positive_int, metavar="K", help="number of clusters (default: estimated)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means restarts (default 0)")
     parser.add_argument(
         "--json", action="store_true", help="print a JSON list of {file, cluster} (or {text, cluster})"

@@ -44,8 +44,7 @@ def cluster_texts(
     texts = read_queries(path, text_column)
     if k is not None:
         check_k(k, len(texts))
-    learner = text_model.learner
-    learner.eval()
+    learner = text_model.learner  # cluster() and backbone_features() each run it in eval mode
     features = text_model.encoder.encode(texts)
     if learner.capabilities.clustering:
         labels = as_clusterer(learner).cluster(features, k, seed=seed)
