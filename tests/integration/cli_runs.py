@@ -37,6 +37,18 @@ def write_images(root: Path, classes: int = 5, per_class: int = 5, size: int = 8
     return root
 
 
+def train_config(raw: dict, config: Path, run: Path) -> Path:
+    """Write ``raw`` to ``config`` and ``metadl train`` it into ``run`` on one thread; returns ``config``."""
+    config.write_text(yaml.safe_dump(raw))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", str(config), "--out", str(run), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return config
+
+
 def train_tiny_run(tmp: Path) -> TinyRun:
     images = write_images(tmp / "images")
     raw = {
@@ -49,14 +61,7 @@ def train_tiny_run(tmp: Path) -> TinyRun:
         "train": {"iterations": 10, "val_every": 5, "checkpoint_every": 5, "val_episodes": 3},
         "eval": {"episodes": 5, "queries": 3},
     }
-    config = tmp / "tiny.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["train", str(config), "--out", str(tmp / "run"), "--no-progress"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    config = train_config(raw, tmp / "tiny.yaml", tmp / "run")
     for c in range(3):
         (tmp / "support" / f"c{c}").mkdir(parents=True)
         for i in range(2):

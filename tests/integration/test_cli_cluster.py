@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-import yaml
-from cli_runs import train_tiny_run, write_images
+from cli_runs import train_config, train_tiny_run, write_images
 
 from metadl.cli import main
 
@@ -30,14 +28,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train": {"iterations": 10, "val_every": 0, "checkpoint_every": 5},
         "eval": {"split": "test"},
     }
-    config = tmp / "cluster.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["train", str(config), "--out", str(tmp / "run"), "--no-progress"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    train_config(raw, tmp / "cluster.yaml", tmp / "run")
     return tmp / "run"
 
 
