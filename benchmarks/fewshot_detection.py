@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from metadl.apps.detect.experiment import (
 from metadl.apps.detect.model import SavedDetector, load_detector, save_detector
 from metadl.apps.detect.run import detector_spec, ensure_benchmark
 from metadl.config import shipped_config
+from metadl.evaluation.confidence import mean_ci95
 from metadl.models.detection import CenterNetDetector, DetectorTrainer, FitSettings
 
 OVERRIDES: list[str] = []
@@ -70,38 +72,44 @@ def train(args: argparse.Namespace) -> None:
                "threads": torch.get_num_threads()})  # fmt: skip
 
 
+TUNED = ("tfa", "tfa_imprinted")  # the recipes with a fine-tuning lr and step count
+
+
 def tune(args: argparse.Namespace) -> None:
-    """TFA's fine-tuning lr and steps, chosen by novel AP50 at K = 5 on the validation images."""
+    """Each TFA variant's fine-tuning lr and steps, chosen by novel AP50 at K = 5 on the validation images."""
     cfg = config(args)
     bench, model = BenchmarkData.open(args.out / "scenes"), load_detector(args.out / "base")
     rows = []
-    for lr in (0.003, 0.01):
+    for lr in (0.001, 0.003, 0.01):
         for steps in (100, 300):
             trial = dataclasses.replace(
                 cfg,
                 finetune=dataclasses.replace(cfg.finetune, lr=lr, steps=steps),
                 eval=dataclasses.replace(cfg.eval, shots=[5], samples=2, split="val"),
             )
-            result = evaluate_protocol(model, bench, trial, methods=("tfa",)).results[0]
-            rows.append(
-                {"lr": lr, "steps": steps, "novel_ap50": result.novel.ap50, "base_ap50": result.base.ap50}
-            )
-            print(rows[-1], flush=True)
-    write_json(args.out / "tune.json", {"rows": rows, "best": max(rows, key=lambda r: r["novel_ap50"])})
+            for result in evaluate_protocol(model, bench, trial, methods=TUNED).results:
+                rows.append({"method": result.method, "lr": lr, "steps": steps,
+                             "novel_ap50": result.novel.ap50, "base_ap50": result.base.ap50})  # fmt: skip
+                print(rows[-1], flush=True)
+    best = {m: max((r for r in rows if r["method"] == m), key=lambda r: r["novel_ap50"]) for m in TUNED}
+    write_json(args.out / "tune.json", {"rows": rows, "best": best})
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    """Prototypes and TFA (its tuned lr / steps) at the K of ``--shots`` (one process per K fits 2 cores)."""
+    """Prototypes and both TFA variants (each with its tuned lr / steps) at the K of ``--shots``."""
     cfg = config(args)
     best = json.loads((args.out / "tune.json").read_text())["best"]
-    cfg = dataclasses.replace(
-        cfg,
-        finetune=dataclasses.replace(cfg.finetune, lr=best["lr"], steps=best["steps"]),
-        eval=dataclasses.replace(cfg.eval, shots=args.shots or cfg.eval.shots),
-    )
-    bench = BenchmarkData.open(args.out / "scenes")
-    report = evaluate_protocol(load_detector(args.out / "base"), bench, cfg)
-    print(report.summary(), flush=True)
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, shots=args.shots or cfg.eval.shots))
+    bench, model = BenchmarkData.open(args.out / "scenes"), load_detector(args.out / "base")
+    reports = []
+    for methods in (("prototype", "tfa"), ("tfa_imprinted",)):
+        tuned = best[methods[-1]]
+        run_cfg = dataclasses.replace(
+            cfg, finetune=dataclasses.replace(cfg.finetune, lr=tuned["lr"], steps=tuned["steps"])
+        )
+        reports.append(evaluate_protocol(model, bench, run_cfg, methods=methods))
+        print(reports[-1].summary(), flush=True)
+    report = dataclasses.replace(reports[0], results=[r for rep in reports for r in rep.results])
     tag = "_".join(map(str, cfg.eval.shots))
     write_json(args.out / f"eval_{tag}.json", {"report": report.as_json(), "finetune": best})
 
@@ -116,17 +124,18 @@ def oracle(args: argparse.Namespace) -> None:
 
 
 def baselines(args: argparse.Namespace) -> None:
-    """Fine-tune everything from the base detector, and train from scratch, on the K-shot sample of seed 0."""
+    """Fine-tune everything from the base detector, and train from scratch, on the first
+    ``--baseline-samples`` seeded K-shot samples (the eval stage's samples)."""
     cfg = config(args)
     bench = BenchmarkData.open(args.out / "scenes")
     truth = bench.read("test")
     test = tensors(truth, bench)
     base = load_detector(args.out / "base").detector
     rows = []
-    for k in args.baseline_shots:
-        shots = tensors(bench.shots(k, cfg.eval.seed), bench)
+    for k, sample in itertools.product(args.baseline_shots, range(args.baseline_samples)):
+        shots = tensors(bench.shots(k, cfg.eval.seed + sample), bench)
         for name in ("finetune_all", "scratch"):
-            torch.manual_seed(0)
+            torch.manual_seed(sample)
             if name == "finetune_all":
                 novel = torch.randn(len(bench.novel_ids), base.head.weight.shape[1])
                 detector = base.with_head(base.head.with_classes(novel))
@@ -138,10 +147,18 @@ def baselines(args: argparse.Namespace) -> None:
             DetectorTrainer(detector, shots, settings).run()
             found = detect_all(detector, test)
             s = score(bench, truth, detections_to_boxes(found, truth, bench.class_ids, 128))
-            rows.append({"method": name, "shots": k, "novel_ap50": s.novel.ap50, "base_ap50": s.base.ap50,
-                         "seconds": time.perf_counter() - start})  # fmt: skip
+            rows.append({"method": name, "shots": k, "sample": sample, "novel_ap50": s.novel.ap50,
+                         "base_ap50": s.base.ap50, "seconds": time.perf_counter() - start})  # fmt: skip
             print(rows[-1], flush=True)
             write_json(args.out / "baselines.json", {"rows": rows, "steps": args.baseline_steps})
+
+
+def summarise_values(values: list[float]) -> str:
+    """``mean ± 95% CI`` of AP values in percent (just the mean for one value)."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    mean, half = mean_ci95([100 * v for v in values])
+    return f"{mean:.1f} ± {half:.1f}"
 
 
 def report(args: argparse.Namespace) -> None:
@@ -157,9 +174,12 @@ def report(args: argparse.Namespace) -> None:
         lines.append(f"| {r['method']} | {r['shots']} | {100 * n['ap50']:.1f} ± {100 * n['ap50_ci95']:.1f} | "
                      f"{100 * b['ap50']:.1f} ± {100 * b['ap50_ci95']:.1f} | {r['adapt_seconds']:.2f} |")  # fmt: skip
     if (args.out / "baselines.json").is_file():
-        for r in json.loads((args.out / "baselines.json").read_text())["rows"]:
-            lines.append(f"| {r['method']} (seed 0 only) | {r['shots']} | {100 * r['novel_ap50']:.1f} | "
-                         f"{100 * r['base_ap50']:.1f} | {r['seconds']:.0f} |")  # fmt: skip
+        rows = json.loads((args.out / "baselines.json").read_text())["rows"]
+        for method, k in sorted({(r["method"], r["shots"]) for r in rows}):
+            cell = [r for r in rows if (r["method"], r["shots"]) == (method, k)]
+            novel, base = (summarise_values([r[key] for r in cell]) for key in ("novel_ap50", "base_ap50"))
+            seconds = sum(r["seconds"] for r in cell) / len(cell)
+            lines.append(f"| {method} ({len(cell)} sample(s)) | {k} | {novel} | {base} | {seconds:.0f} |")
     o = json.loads((args.out / "oracle.json").read_text())
     lines.append(
         f"| oracle (all novel boxes) | all | {100 * o['novel']['ap50']:.1f} | {100 * o['base']['ap50']:.1f} | |"
@@ -189,6 +209,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--baseline-steps", type=int, default=100)
     parser.add_argument("--baseline-shots", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--baseline-samples", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shots", type=int, nargs="+", help="eval: these K only (default: the config's)")
     args = parser.parse_args()

@@ -84,7 +84,7 @@ def test_eval_reports_ap50_over_seeded_k_shot_samples(run, capsys):
     ]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert {r["method"] for r in report["results"]} == {"prototype", "tfa"}
+    assert {r["method"] for r in report["results"]} == {"prototype", "tfa", "tfa_imprinted"}
     for r in report["results"]:
         assert r["shots"] == 1 and r["novel"]["n"] == 2 and 0 <= r["novel"]["ap50"] <= 1
     # with prototypes, base classes keep exactly the detections they had: no base AP is lost

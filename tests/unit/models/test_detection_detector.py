@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from metadl.apps.detect.experiment import tfa_finetune
 from metadl.data.detection.tensors import DetectionTensors
 from metadl.models.detection import (
     CenterNetDetector,
@@ -138,3 +139,19 @@ def test_fit_head_on_frozen_maps_learns_and_touches_nothing_else():
     )
     assert after < 0.5 * before
     assert all(torch.equal(v, detector.state_dict()[k]) for k, v in weights.items())
+
+
+def test_imprinted_tfa_starts_from_the_given_novel_rows_and_random_tfa_is_seeded():
+    torch.manual_seed(4)
+    data = canvas()  # class 0 is base, class 1 the "novel" one
+    detector = CenterNetDetector(DetectorSpec(1, hidden=8, dim=16)).eval()
+    maps = FrozenMaps.compute(detector, data)
+    init = torch.randn(1, 16)
+    tiny = FitSettings(steps=1, batch_size=1, lr=1e-12, seed=7)
+    imprinted = tfa_finetune(detector.head, maps, data, 1, tiny, init)
+    assert imprinted.n_classes == 2
+    assert torch.allclose(imprinted.weight[1], init[0], atol=1e-6)
+    assert torch.allclose(imprinted.weight[0], detector.head.weight[0], atol=1e-6)
+    first, again = (tfa_finetune(detector.head, maps, data, 1, tiny) for _ in range(2))
+    assert torch.equal(first.weight, again.weight)
+    assert not torch.allclose(first.weight[1], init[0], atol=1e-3)

@@ -5,7 +5,9 @@ added to the base-trained detector two ways, both without touching the detector'
 
 - ``prototype``: the novel classes' prototypes appended to the cosine head (no gradient step);
 - ``tfa``: a cosine head over base + novel classes fine-tuned on the K-shot set (base K shots too)
-  with the detector frozen (TFA).
+  with the detector frozen (TFA; novel rows start random);
+- ``tfa_imprinted``: the same fine-tuning started from the prototypes as novel rows (imprinted
+  weights, Qi et al. 2018), so it begins where ``prototype`` ends.
 
 Each is scored by COCO AP / AP50 on the base and on the novel classes of the test (or validation)
 images, reported as mean ± 95% CI over the samples; ``base_before`` is the base-only detector's base
@@ -38,7 +40,7 @@ from metadl.models.detection import FitSettings
 from metadl.models.detection.fit import FrozenMaps
 from metadl.training.runfolder import CONFIG_FILE
 
-METHODS = ("prototype", "tfa")
+METHODS = ("prototype", "tfa", "tfa_imprinted")
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,11 @@ def evaluate_protocol(
                     settings = FitSettings(
                         steps=ft.steps, batch_size=ft.batch_size, lr=ft.lr, seed=cfg.eval.seed + i
                     )
+                    init = None
+                    if method == "tfa_imprinted":
+                        init = add_prototypes(detector, shots, n_base).head.weight[n_base:].detach()
                     head = tfa_finetune(
-                        detector.head, FrozenMaps.compute(detector, shots), shots, n_novel, settings
+                        detector.head, FrozenMaps.compute(detector, shots), shots, n_novel, settings, init
                     )
                 seconds[method] += time.perf_counter() - start
                 boxes = detections_to_boxes(detect_maps(head, maps, size), truth, bench.class_ids, size)

@@ -132,12 +132,14 @@ def add_prototypes(detector: CenterNetDetector, shots: DetectionTensors, n_base:
 
 
 def tfa_finetune(head: CosineHead, maps: FrozenMaps, shots: DetectionTensors, n_novel: int,
-                 settings: FitSettings) -> CosineHead:  # fmt: skip
-    """TFA: a cosine head over base + novel classes (base rows from ``head``, novel rows random),
+                 settings: FitSettings, novel_init: torch.Tensor | None = None) -> CosineHead:  # fmt: skip
+    """TFA: a cosine head over base + novel classes (base rows from ``head``; novel rows random, as in
+    TFA, or ``novel_init (n_novel, D)``, e.g. the prototypes: "imprinted" weights, Qi et al. 2018),
     fine-tuned on the K-shot set's frozen maps."""
-    generator = torch.Generator().manual_seed(settings.seed)
-    novel = torch.randn(n_novel, head.weight.shape[1], generator=generator)
-    return fit_head(head.with_classes(novel), maps, shots, settings)
+    if novel_init is None:
+        generator = torch.Generator().manual_seed(settings.seed)
+        novel_init = torch.randn(n_novel, head.weight.shape[1], generator=generator)
+    return fit_head(head.with_classes(novel_init), maps, shots, settings)
 
 
 def write_json(path: Path, value: object) -> None:
