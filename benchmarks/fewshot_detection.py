@@ -40,12 +40,10 @@ from metadl.config import shipped_config
 from metadl.evaluation.confidence import mean_ci95
 from metadl.models.detection import CenterNetDetector, DetectorTrainer, FitSettings
 
-OVERRIDES: list[str] = []
-
 
 def config(args: argparse.Namespace):  # noqa: ANN201 - a DetectConfig
     extra = [f"train.steps={args.steps}"] if args.steps else []
-    return load_detect_config(shipped_config("detect_omniglot_scenes"), [*OVERRIDES, *extra])
+    return load_detect_config(shipped_config("detect_omniglot_scenes"), [*args.set, *extra])
 
 
 def train(args: argparse.Namespace) -> None:
@@ -207,6 +205,8 @@ def main() -> None:
     parser.add_argument("--data-root", default="../shared/data/omniglot")
     parser.add_argument("--which", choices=["base", "oracle"], default="base")
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the shipped config (e.g. scenes.base_per_alphabet=5), every stage alike")  # fmt: skip
     parser.add_argument("--baseline-steps", type=int, default=100)
     parser.add_argument("--baseline-shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--baseline-samples", type=int, default=1)

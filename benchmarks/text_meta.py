@@ -207,8 +207,9 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     load = os.getloadavg()[0]
     overlap = "-" if args.source == "banking77" else ("with" if args.keep_overlap else "without")
+    tuned = f"{args.learner} | {args.frozen_layers} | {args.episodes} | {overlap}"
     lines = [
-        f"| {encoder_name} | {args.learner} | {args.frozen_layers} | {args.episodes} | {overlap} | {r.method} | "
+        f"| {encoder_name} | {'- | - | - | -' if encoder_name.startswith('frozen') else tuned} | {r.method} | "
         f"{r.k_shot} | {r.ci('accuracy')} |"
         for encoder_name, r in results
     ]
