@@ -117,18 +117,26 @@ def main() -> None:
     print(
         f"{args.split} domains {scored}: {len(tasks)} tasks, {sum(len(t.query_texts) for t in tasks)} queries"
     )
-    rows = [majority_row(tasks)]
+    rows, meta, setfit = [majority_row(tasks)], [], []
     if not args.majority_only:
         rows += in_fresh_process(frozen_rows, tasks, args.threads)
         print(*table(rows), sep="\n", flush=True)
         for run in args.run:
-            rows += in_fresh_process(meta_rows, run, f"`{run.name}`", tasks, args.threads)
-            print(*table(rows[-2:]), sep="\n", flush=True)
-        if args.setfit:
-            setfit = (tasks, args.threads, args.seed, args.setfit_iterations, args.setfit_max_length)
-            rows += in_fresh_process(setfit_rows, *setfit)
+            meta += in_fresh_process(meta_rows, run, f"`{run.name}`", tasks, args.threads)
+            print(*table(meta[-2:]), sep="\n", flush=True)
+    report(args, rows + meta, tasks, start)  # written before SetFit too: a run cut short keeps these rows
+    if args.setfit and not args.majority_only:
+        options = (tasks, args.threads, args.seed, args.setfit_iterations, args.setfit_max_length)
+        setfit = in_fresh_process(setfit_rows, *options)
+        report(args, rows + setfit + meta, tasks, start)
+
+
+def report(args: argparse.Namespace, rows: list[Row], tasks: list[TargetTask], start: float) -> None:
+    """Print the summary, the table, the paired comparison and the per-task table; write them to ``--doc``."""
+    query = "test" if args.split == "test" else "dev"
+    domains = sorted({t.name.split(".")[0] for t in tasks})
     summary = (
-        f"{args.split.capitalize()} domains (seeded draw, seed {args.seed}): {', '.join(scored)}; {len(tasks)} "
+        f"{args.split.capitalize()} domains (seeded draw, seed {args.seed}): {', '.join(domains)}; {len(tasks)} "
         f"tasks, support 5 reviews per label from each task's `.train`, queries its whole `.{query}` "
         f"({sum(len(t.query_texts) for t in tasks)} reviews); whole run {(time.perf_counter() - start) / 60:.1f} "
         f"min on {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}."
@@ -136,7 +144,7 @@ def main() -> None:
     lines = [summary, "", *table(rows), "", paired(rows), "", "Per-task accuracy (%) of the rows:", ""]
     lines += [*[f"- ({i}) {r.name}" for i, r in enumerate(rows)], "", *per_task(rows, tasks)]
     text = "\n".join(lines)
-    print(text)
+    print(text, flush=True)
     if args.doc is not None:
         name = "arsc" if args.split == "test" else "arsc-screen"
         start_mark, end_mark = markers(name)
