@@ -47,7 +47,7 @@ def test_list_shows_the_shipped_configs_with_their_summaries(capsys):
     assert out.startswith("configs (metadl train NAME):\n") and "learners:" not in out
     assert re.search(r"^  maml_sinusoid +MAML on sinusoid regression$", out, re.M)
     assert re.search(
-        r"^  text_sentiment_arsc +Episodic fine-tuning of all-MiniLM-L6-v2's top block", out, re.M
+        r"^  text_sentiment_arsc +Episodic fine-tuning of all-MiniLM-L6-v2's top 2 blocks", out, re.M
     )
     assert re.search(
         r"^  recsys_movielens100k_coldstart +User cold-start recommendation on MovieLens-100K", out, re.M

@@ -112,6 +112,40 @@ def test_train_then_predict_on_a_shipped_text_config(name, tiny_bert, tmp_path, 
     assert all(r["label"] in TOPICS and 0 < r["probability"] <= 1 for r in rows)
 
 
+def test_arsc_validation_domains_stay_out_of_meta_training(tiny_bert, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("METADL_CACHE", str(tmp_path / "cache"))
+    data = arsc_like(tmp_path / "arsc")
+    seen, text_run = [], text_train.text_run
+
+    def spy(*args, **kwargs):
+        seen.append(args[3])  # the meta-training data
+        return text_run(*args, **kwargs)
+
+    monkeypatch.setattr(text_train, "text_run", spy)
+    run = tmp_path / "run"
+    sets = [f"dataset.root={data}", f"encoder.model={tiny_bert}", "encoder.frozen_layers=2"]
+    sets += ["encoder.max_length=8", "train.episodes=2", "train.k_shot=2", "train.n_query=2"]
+    sets += ["dataset.held_out=1", "dataset.validation=1"]
+    assert (
+        main(["train", "text_sentiment_arsc", "--out", str(run), *[a for s in sets for a in ("--set", s)]])
+        == 0
+    )
+    meta = json.loads((run / "model" / "metadl.json").read_text())["metadata"]
+    held, val = meta["held_out_domains"], meta["validation_domains"]
+    assert len(held) == len(val) == 1 and held != val
+    (trained,) = {n.split(".")[0] for n in seen[0].names}
+    assert {trained, *held, *val} == {"books", "dvd", "toys"}
+    assert all(text.split()[2] == trained[0] for text in seen[0].texts)  # a review names its domain's initial
+    code = main(
+        [
+            "train",
+            "text_sentiment_arsc",
+            *[a for s in [*sets[:-1], "dataset.validation=2"] for a in ("--set", s)],
+        ]
+    )
+    assert code == 2 and "carve 0..1 of the 2 domains" in capsys.readouterr().err
+
+
 def test_text_config_errors_exit_2_with_one_line(tmp_path, capsys):
     code = main(["train", "text_sentiment_arsc", "--set", "encoder.layers=3"])
     err = capsys.readouterr().err.strip()

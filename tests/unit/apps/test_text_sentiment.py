@@ -8,14 +8,17 @@ from pathlib import Path
 import pytest
 
 from metadl.apps.text.sentiment import (
+    RunDomainsError,
     TargetTask,
     arsc_domains,
+    check_run_domains,
     evaluate,
     held_out_domains,
     meta_training_source,
     score_task,
     small_tasks,
     target_tasks,
+    validation_domains,
 )
 
 DOMAINS = ("books", "dvd", "kitchen", "toys", "tools")
@@ -69,6 +72,47 @@ def test_target_tasks_use_five_train_reviews_per_label_and_the_test_file_verbati
     assert [t.support_texts for t in other] != [t.support_texts for t in tasks]
     with pytest.raises(ValueError, match="has 5 reviews < 6"):  # rows 0, 3, 6, 9, 12 are labelled -1
         target_tasks(root, ["dvd"], shots=6)
+
+
+def test_validation_domains_are_a_seeded_draw_apart_from_the_held_out_ones(tmp_path):
+    root = write_arsc(tmp_path)
+    domains = arsc_domains(root)
+    for seed in range(20):
+        held = held_out_domains(domains, 2, seed=seed)
+        val = validation_domains(domains, held, 2, seed=seed)
+        assert len(set(val)) == 2 and not set(val) & set(held)
+        assert val == validation_domains(domains, held, 2, seed=seed)
+        source = meta_training_source(root, held + val, k_shot=2, n_query=2, seed=seed)
+        assert {n.split(".")[0] for n in source.names} == set(domains) - set(held) - set(val)
+        assert not any(text.split()[0] in held + val for text in source.texts)
+    draws = {validation_domains(domains, ("books",), 2, seed=s) for s in range(20)}
+    assert len(draws) > 1  # the seed matters
+    assert validation_domains(domains, ("books",), 0) == ()
+    with pytest.raises(ValueError, match="carve 0..3 of the 4 domains"):
+        validation_domains(domains, ("books",), 4)
+
+
+def test_validation_tasks_take_their_queries_from_the_dev_file(tmp_path):
+    root = write_arsc(tmp_path)
+    (task,) = [t for t in target_tasks(root, ["kitchen"], shots=3, query="dev") if t.name == "kitchen.t2"]
+    assert all(text.split()[2] == "train" for text in task.support_texts)
+    dev = (root / "kitchen.t2.dev").read_text().splitlines()
+    assert [f"{x}\t{y}" for x, y in zip(task.query_texts, task.query_labels, strict=True)] == dev
+
+
+def test_a_run_whose_domains_differ_from_the_draw_is_refused():
+    meta = {"held_out_domains": ["books", "dvd"], "validation_domains": ["toys"]}
+    check_run_domains(meta, ("dvd", "books"))  # the order does not matter
+    check_run_domains(meta, ("books", "dvd"), ("toys",))
+    with pytest.raises(RunDomainsError, match=r"run7 held out \['books', 'dvd'\] but the benchmark draws"):
+        check_run_domains(meta, ("books", "kitchen"), run="run7")
+    with pytest.raises(RunDomainsError, match="carved out for validation \\['toys'\\]"):
+        check_run_domains(meta, ("books", "dvd"), ("kitchen",))
+    with pytest.raises(RunDomainsError, match="carved out for validation \\[\\]"):
+        check_run_domains({**meta, "validation_domains": []}, ("books", "dvd"), ("toys",))
+    with pytest.raises(RunDomainsError, match="records no held_out_domains"):
+        check_run_domains({}, ("books",))
+    assert issubclass(RunDomainsError, ValueError)
 
 
 def test_scores_by_hand():

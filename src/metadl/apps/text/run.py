@@ -44,7 +44,8 @@ class TextRunConfig:
     raw: dict[str, Any]  # the YAML mapping, overrides applied: config.yaml and every checkpoint hold it
     settings: FinetuneSettings
     model: TextModel
-    held_out: tuple[str, ...] = ()  # ARSC domains kept out of meta-training
+    held_out: tuple[str, ...] = ()  # ARSC target domains kept out of meta-training
+    validation: tuple[str, ...] = ()  # ARSC domains kept out of meta-training to screen settings on
 
     @property
     def loop(self) -> LoopSettings:
@@ -60,7 +61,12 @@ class TextRunConfig:
     def save_model(self, folder: Path, learner: Learner, metadata: dict[str, Any]) -> Path:
         if learner is not self.model.learner:
             raise ValueError("a text run saves the learner of its own model")
-        info = {"config": self.raw, "held_out_domains": list(self.held_out), **metadata}
+        info = {
+            "config": self.raw,
+            "held_out_domains": list(self.held_out),
+            "validation_domains": list(self.validation),
+            **metadata,
+        }
         return save_text_model(folder, self.model, metadata=info)
 
 
@@ -74,11 +80,13 @@ def text_run(
     *,
     resume: bool,
     held_out: tuple[str, ...] = (),
+    validation: tuple[str, ...] = (),
     time_limit: float | None = None,
     progress: bool = True,
 ) -> TrainingRun:
     """The run of a text config on ``folder``: ``learner`` (``{"name": ..., **kwargs}``) on the top blocks
-    above ``encoder``, trained on episodes of ``data``; restored from ``last.ckpt`` when ``resume``."""
+    above ``encoder``, trained on episodes of ``data``; ``held_out`` and ``validation``: the ARSC domains
+    kept out of ``data``, recorded in the saved model; restored from ``last.ckpt`` when ``resume``."""
     seed_everything(settings.seed)
     kwargs = dict(learner)
     model = finetunable_model(encoder, kwargs.pop("name"), n_way=settings.n_way, learner_kwargs=kwargs)
@@ -86,7 +94,7 @@ def text_run(
     trainable = [p for p in model.learner.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    config = TextRunConfig(raw, settings, model, held_out)
+    config = TextRunConfig(raw, settings, model, held_out, validation)
     state = RunState(config, model.learner, optimizer, scheduler, source, (encoder.dim,), "accuracy")
     if resume and folder.last.exists():
         state.restore(load_checkpoint(folder.last), folder.last)

@@ -13,16 +13,24 @@ baseline (the label most frequent in the task's whole ``.train`` file, answered 
 the test sets are imbalanced, so a constant answer scores high on some tasks). Reported: means over the
 target tasks.
 
+Settings are chosen on source tasks only: :func:`validation_domains` carves some of the remaining domains
+out as *validation* domains (a second seeded draw, never a held-out one); their tasks are built the same
+way from their ``.train`` (support) and ``.dev`` (queries) files, and a screening run leaves them out of
+meta-training (``dataset.validation`` in a text config).
+
 Example:
     >>> held_out_domains(["books", "dvd", "kitchen", "toys"], 2, seed=0)
     ('books', 'dvd')
+    >>> validation_domains(["books", "dvd", "kitchen", "music", "toys"], ("books", "dvd"), 1, seed=0)
+    ('toys',)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +57,57 @@ def held_out_domains(domains: Sequence[str], n: int, *, seed: int = 0) -> tuple[
         raise ValueError(f"hold out 1..{len(domains) - 1} of the {len(domains)} domains, got n={n}")
     order = torch.randperm(len(domains), generator=torch.Generator().manual_seed(seed))
     return tuple(sorted(domains[i] for i in order[:n].tolist()))
+
+
+def validation_domains(
+    domains: Sequence[str], held_out: Sequence[str], n: int, *, seed: int = 0
+) -> tuple[str, ...]:
+    """``n`` of the ``domains`` not in ``held_out``, drawn with a seeded generator, sorted (``n = 0``: none):
+    the domains whose tasks score settings, kept out of a screening run's meta-training."""
+    rest = [d for d in domains if d not in set(held_out)]
+    if not 0 <= n < len(rest):
+        raise ValueError(
+            f"validation={n}: carve 0..{len(rest) - 1} of the {len(rest)} domains left after the held-out ones"
+        )
+    order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(seed))
+    return tuple(sorted(rest[i] for i in order[:n].tolist()))
+
+
+class RunDomainsError(ValueError):
+    """A meta-trained model whose recorded domains do not match the benchmark's draw."""
+
+
+def check_run_domains(
+    metadata: Mapping[str, Any],
+    held_out: Sequence[str],
+    validation: Sequence[str] | None = None,
+    *,
+    run: str = "the run",
+) -> None:
+    """Refuse a model (its saved ``metadata``) unless its ``held_out_domains`` are ``held_out`` and, when
+    ``validation`` is given (scoring validation tasks), its ``validation_domains`` are ``validation``:
+    otherwise it may have meta-trained on the domains about to be scored.
+
+    Example:
+        >>> check_run_domains({"held_out_domains": ["books"]}, ("books",))
+        >>> try:
+        ...     check_run_domains({"held_out_domains": ["dvd"]}, ("books",), run="r")
+        ... except RunDomainsError as err:
+        ...     print(str(err).split(";")[0])
+        r held out ['dvd'] but the benchmark draws ['books']
+    """
+    checks = [("held out", "held_out_domains", held_out, "held_out")]
+    if validation is not None:
+        checks.append(("carved out for validation", "validation_domains", validation, "validation"))
+    for what, key, expected, option in checks:
+        recorded = metadata.get(key)
+        if not isinstance(recorded, list):
+            raise RunDomainsError(f"{run} records no {key}; give a run of metadl train text_sentiment_arsc")
+        if sorted(recorded) != sorted(expected):
+            raise RunDomainsError(
+                f"{run} {what} {sorted(recorded)} but the benchmark draws {sorted(expected)}; score it "
+                f"with the run's dataset.{option} and dataset.seed, or train with the benchmark's"
+            )
 
 
 def small_tasks(root: str | Path, need: int) -> list[str]:
@@ -96,11 +155,12 @@ class TargetTask:
 
 
 def target_tasks(
-    root: str | Path, held_out: Sequence[str], *, shots: int = 5, seed: int = 0
+    root: str | Path, held_out: Sequence[str], *, shots: int = 5, seed: int = 0, query: str = "test"
 ) -> list[TargetTask]:
-    """Every task of the ``held_out`` domains (see the module docstring), in name order."""
+    """Every task of the ``held_out`` domains (see the module docstring), in name order; ``query="dev"``
+    for validation domains' tasks (their ``.dev`` files as queries)."""
     source = TaskFileSource(
-        root, format="tsv", support="train", query="test", include=[f"{d}.*" for d in held_out]
+        root, format="tsv", support="train", query=query, include=[f"{d}.*" for d in held_out]
     )
     out = []
     for name in source.names:

@@ -11,7 +11,8 @@ A text config is a YAML file whose first key is ``app: text`` (the shipped ones 
 
 ``dataset.name`` is ``clinc150`` (its training split, ``per_intent`` rows of each intent, without the
 ``exclude_domains``) or ``arsc`` (the ``.train`` files of an ARSC folder read through the task-file source,
-without ``held_out`` domains drawn with ``seed``: :mod:`metadl.apps.text.sentiment`). ``train`` holds the
+without ``held_out`` domains drawn with ``seed``, and without ``validation`` more domains when settings
+are being screened: :mod:`metadl.apps.text.sentiment`). ``train`` holds the
 fields of :class:`~metadl.apps.text.finetune.FinetuneSettings`. ``--set SECTION.KEY=VALUE`` overrides any value;
 unknown keys fail naming the allowed ones.
 
@@ -35,7 +36,12 @@ import yaml
 from metadl.apps.appconfig import config_section, find_app_config, shipped_configs, yaml_scalar
 from metadl.apps.text.finetune import FinetuneSettings
 from metadl.apps.text.run import text_run
-from metadl.apps.text.sentiment import arsc_domains, held_out_domains, meta_training_source
+from metadl.apps.text.sentiment import (
+    arsc_domains,
+    held_out_domains,
+    meta_training_source,
+    validation_domains,
+)
 from metadl.config import ConfigError, apply_overrides, read_yaml
 from metadl.data.text import TextDataset, clinc150
 from metadl.fileio import atomic_write_bytes
@@ -63,6 +69,7 @@ class DatasetSection:
     exclude_domains: tuple[str, ...] = ()  # clinc150
     per_intent: int | None = None  # clinc150: rows of each intent (None: all)
     held_out: int = 4  # arsc: target domains kept out of meta-training
+    validation: int = 0  # arsc: further domains kept out of meta-training to screen settings on
     seed: int = 0
 
 
@@ -198,14 +205,18 @@ def _train_locked(
     encoder = LowerLayerEncoder(model=e.model, frozen_layers=e.frozen_layers, max_length=e.max_length)
     data: TextDataset | TaskFileSource
     held: tuple[str, ...] = ()
+    validation: tuple[str, ...] = ()
     if d.name == "clinc150":
         data = clinc_training_data(d)
     else:
-        held = held_out_domains(arsc_domains(d.root), d.held_out, seed=d.seed)
-        data = meta_training_source(d.root, held, k_shot=s.k_shot, n_query=s.n_query, seed=s.seed)
+        domains = arsc_domains(d.root)
+        held = held_out_domains(domains, d.held_out, seed=d.seed)
+        validation = validation_domains(domains, held, d.validation, seed=d.seed)
+        excluded = held + validation
+        data = meta_training_source(d.root, excluded, k_shot=s.k_shot, n_query=s.n_query, seed=s.seed)
     run = text_run(
-        cfg.raw, encoder, cfg.learner, data, s, folder,
-        resume=resume, held_out=held, time_limit=time_limit, progress=progress,
+        cfg.raw, encoder, cfg.learner, data, s, folder, resume=resume, held_out=held,
+        validation=validation, time_limit=time_limit, progress=progress,
     )  # fmt: skip
     if not folder.config.is_file():  # only now that the data and the model could be built
         atomic_write_bytes(folder.config, yaml.safe_dump(cfg.raw, sort_keys=False).encode("utf-8"))
