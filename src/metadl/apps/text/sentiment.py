@@ -51,12 +51,17 @@ def arsc_domains(root: str | Path) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def seeded_draw(domains: Sequence[str], n: int, seed: int) -> tuple[str, ...]:
+    """The first ``n`` of a seeded permutation of ``domains``, sorted."""
+    order = torch.randperm(len(domains), generator=torch.Generator().manual_seed(seed))
+    return tuple(sorted(domains[i] for i in order[:n].tolist()))
+
+
 def held_out_domains(domains: Sequence[str], n: int, *, seed: int = 0) -> tuple[str, ...]:
     """``n`` of ``domains`` drawn with a seeded generator, sorted: the target domains."""
     if not 0 < n < len(domains):
         raise ValueError(f"hold out 1..{len(domains) - 1} of the {len(domains)} domains, got n={n}")
-    order = torch.randperm(len(domains), generator=torch.Generator().manual_seed(seed))
-    return tuple(sorted(domains[i] for i in order[:n].tolist()))
+    return seeded_draw(domains, n, seed)
 
 
 def validation_domains(
@@ -69,8 +74,7 @@ def validation_domains(
         raise ValueError(
             f"validation={n}: carve 0..{len(rest) - 1} of the {len(rest)} domains left after the held-out ones"
         )
-    order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(seed))
-    return tuple(sorted(rest[i] for i in order[:n].tolist()))
+    return seeded_draw(rest, n, seed)
 
 
 class RunDomainsError(ValueError):
