@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from text_models import bag_of_words_model
 
 from metadl.apps.cluster.texts import cluster_texts
-from metadl.apps.text import TextModel
 from metadl.apps.text.predict import save_text_model
 from metadl.cli import main
 from metadl.evaluation.clustering import clustering_accuracy
-from metadl.models.text import TokenEncoder
 
 # Three topics: every sentence holds its topic's two keywords and no word of another topic, so even an
 # untrained token model's mean-pooled embedding (close to a bag of words) separates them.
@@ -41,17 +40,7 @@ TRUTH = torch.arange(len(TOPICS)).repeat_interleave(4)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cluster_text")
-    torch.manual_seed(0)
-    model = TextModel.build(
-        # whole-word tokens: the untrained model's mean-pooled embedding is then close to a bag of words
-        TokenEncoder(texts=TEXTS, tokenizer="word"),
-        "protonet",
-        backbone="attention",
-        d_model=16,
-        num_heads=2,
-        num_layers=1,
-    )
-    save_text_model(root / "model", model)
+    save_text_model(root / "model", bag_of_words_model(TEXTS))
     (root / "sentences.csv").write_text(
         "id,sentence\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(TEXTS))
     )

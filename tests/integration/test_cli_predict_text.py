@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from text_models import bag_of_words_model
 
-from metadl.apps.text import TextModel
 from metadl.apps.text.predict import load_text_model, predict_texts, save_text_model
 from metadl.cli import main
-from metadl.models.text import EncoderError, TokenEncoder, create_text_encoder
+from metadl.models.text import EncoderError, create_text_encoder
 
 SUPPORT = {
     "travel": ["book a flight to rome", "flight tickets to paris", "i need a flight"],
@@ -27,18 +26,7 @@ QUERIES = ["balance please", "a flight to london", "my account balance", "cheap 
 def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("text")
     texts = [t for examples in SUPPORT.values() for t in examples]
-    torch.manual_seed(0)
-    # A bag-of-words prototype model (attention backbone, untrained) separates these keyword sentences:
-    # whole-word tokens (an untrained model over BPE's character pieces compares spellings, not words).
-    model = TextModel.build(
-        TokenEncoder(texts=texts, tokenizer="word"),
-        "protonet",
-        backbone="attention",
-        d_model=16,
-        num_heads=2,
-        num_layers=1,
-    )
-    save_text_model(root / "run" / "model", model)
+    save_text_model(root / "run" / "model", bag_of_words_model(texts))
     support = root / "support.csv"
     support.write_text(
         "text,label\n" + "".join(f"{t},{label}\n" for label, ex in SUPPORT.items() for t in ex)
