@@ -1,9 +1,11 @@
 """Warm-started tuning (issue 19): warm TPE against cold TPE and random search (twice the budget).
 
-1. **Database**: ``metadl populate`` on the 30 generated task distributions that are not held out (random
-   points of the tuning space, each a real short training; resumable, ``--db``).
-2. **Table**: every one of the 90 points of the space trained once on each held-out distribution (validation
-   and test score, seconds; resumable, ``--table``). The held-out distributions are never in the database.
+1. **Database**: ``metadl populate`` on the generated task distributions that are not held out (random
+   points of the tuning space, each a real short training; resumable, ``--db``): 30 glyph distributions,
+   and with ``--data`` 12 more of Omniglot alphabet subsets and text intents.
+2. **Table**: every point of the space (90 for images, 60 for vectors) trained once on each held-out
+   distribution (validation and test score, seconds; resumable, ``--table``): 6 glyph distributions, and
+   with ``--data`` 2 Omniglot and 2 text-intent ones. The held-out distributions are never in the database.
 3. **Searches** replayed on the table (a tabular benchmark, as HPO-B and the NAS-Bench tables do: each trial
    is the recorded training of its point, so ten seeds of three searches cost no further training):
    cold TPE and warm TPE with ``--budget`` trials, random search with twice that. Warm TPE first runs the
@@ -15,7 +17,7 @@
 
 Usage:
     nice -n 5 python benchmarks/warm_start_tuning.py [--db FILE] [--table FILE] [--held-out N]
-        [--seeds 10] [--budget 10] [--warm 3] [--plot FILE]
+        [--seeds 10] [--budget 10] [--warm 3] [--plot FILE] [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from metadl.evaluation.confidence import mean_ci95
 from metadl.experiments import ExperimentDB, RunRecord
 from metadl.tune.distributions import find_distribution, task_distributions
 from metadl.tune.populate import populate
-from metadl.tune.space import Params, params_key, suggest
+from metadl.tune.space import Params, grid, modality_of, params_key, suggest
 from metadl.tune.warmstart import warm_start
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,14 @@ HELD_OUT = (
     "glyphs-hard-thick-20px-5w5s",
     "glyphs-easy-thin-20px-10w1s",
 )
+# With --data: real-data distributions held out too (two Omniglot alphabet subsets, two text-intent subsets).
+HELD_OUT_REAL = (
+    "omniglot-g5-28px-5w5s",
+    "omniglot-g7-20px-10w1s",
+    "clinc150-kitchen_and_dining+meta-5w1s",
+    "banking77-all-10w1s",
+)
+DATA_FOLDERS = ("omniglot", "clinc150", "banking77")
 TIMES = (1, 3, 5, 10, 20)  # time budgets, in mean trials' worth of recorded seconds on that distribution
 
 
@@ -94,12 +104,13 @@ def search(
 ) -> Trace:
     """Replay an Optuna search on the table (``first`` enqueued before the sampler takes over)."""
     study = optuna.create_study(direction="maximize", sampler=sampler)
+    modality = modality_of(table.features)
     for params in first:
         study.enqueue_trial(params)
     trace = Trace([], [], [])
 
     def objective(trial: optuna.Trial) -> float:
-        val, test, seconds = table.scores[params_key(suggest(trial.suggest_categorical))]
+        val, test, seconds = table.scores[params_key(suggest(trial.suggest_categorical, modality))]
         trace.val.append(val)
         trace.test.append(test)
         trace.seconds.append(seconds)
@@ -115,9 +126,10 @@ def load_table(db: ExperimentDB, name: str) -> Table:
         params_key(r.params): (r.metrics["val_accuracy"], r.metrics["test_accuracy"], r.seconds or 0.0)
         for r in rows
     }
-    if len(scores) < 90:
+    points = len(grid(modality_of(rows[0].metafeatures))) if rows else 90
+    if len(scores) < points:
         raise SystemExit(
-            f"{name}: the table holds {len(scores)} of 90 points; run without --no-train to fill it"
+            f"{name}: the table holds {len(scores)} of {points} points; run without --no-train to fill it"
         )
     return Table(name, scores, rows[0].metafeatures)
 
@@ -247,28 +259,51 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=3)
     parser.add_argument("--no-train", action="store_true", help="use the database and table as they are")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "warm-start-tuning.png")
+    parser.add_argument(
+        "--data", type=Path, metavar="DIR",
+        help="a folder holding omniglot/, clinc150/, banking77/: adds their distributions (4 more held out)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings(
         "ignore", "Mean of empty slice", RuntimeWarning
     )  # no trial finished yet: left out
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    held_out = list(HELD_OUT[: args.held_out])
+    data = {k: str(args.data / k) for k in DATA_FOLDERS if args.data and (args.data / k).is_dir()}
+    if args.data and len(data) < len(DATA_FOLDERS):
+        raise SystemExit(f"--data {args.data} must hold {', '.join(DATA_FOLDERS)}; found {sorted(data)}")
+    everything = (*HELD_OUT, *HELD_OUT_REAL)
+    held_out = list(HELD_OUT[: args.held_out]) + (list(HELD_OUT_REAL) if data else [])
     args.db.parent.mkdir(parents=True, exist_ok=True)
     db, table_db = ExperimentDB(args.db), ExperimentDB(args.table)
     if not args.no_train:
         populate(
             db,
-            [d for d in task_distributions() if d.name not in HELD_OUT],
+            [d for d in task_distributions(**data) if d.name not in everything],
             trials=args.trials_per_distribution,
         )
-        populate(table_db, [find_distribution(n) for n in held_out], trials=90)
+        populate(table_db, [find_distribution(n, **data) for n in held_out], trials=90)
     records = db.query(kind="trial")
-    assert not {r.distribution for r in records} & set(HELD_OUT), "a held-out distribution is in the database"
+    assert not {r.distribution for r in records} & set(everything), (
+        "a held-out distribution is in the database"
+    )
     tables = [load_table(table_db, n) for n in held_out]
     print(f"database: {len(records)} trials on {len({r.distribution for r in records})} distributions; "
           f"held out: {', '.join(held_out)}; {args.seeds} seeds, budget {args.budget}")  # fmt: skip
-    print(report(run(tables, records, args.seeds, args.budget, args.warm), tables, args.budget, args.plot))
+    traces = run(tables, records, args.seeds, args.budget, args.warm)
+    print(report(traces, tables, args.budget, args.plot))
+    if data:  # the same searches, read on the real-data distributions alone
+        real = [i for i, t in enumerate(tables) if t.name in HELD_OUT_REAL]
+        subset = {k: [[row[i] for i in real] for row in runs] for k, runs in traces.items()}
+        print(f"\nReal-data held-out distributions only ({', '.join(HELD_OUT_REAL)}):")
+        print(
+            report(
+                subset,
+                [tables[i] for i in real],
+                args.budget,
+                args.plot.with_name(args.plot.stem + "-real.png"),
+            )
+        )
 
 
 if __name__ == "__main__":

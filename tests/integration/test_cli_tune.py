@@ -64,6 +64,8 @@ def test_tune_warm_starts_from_the_database_and_reports(
 def test_bad_tune_and_populate_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["populate", "--exclude", "glyphs-nonsense"]) == 2
     assert "unknown task distribution" in capsys.readouterr().err
+    assert main(["populate", "--omniglot", str(tmp_path / "nowhere")]) == 2
+    assert "--omniglot" in capsys.readouterr().err
     assert main(["tune", "no-such-config", "--trials", "1"]) == 2
     with pytest.raises(SystemExit):
         main(["tune", "demo", "--trials", "0"])

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metadl.data.base import FewShotDataset
+from metadl.data.class_subsets import omniglot_alphabets, sentence_embeddings
 from metadl.data.image_folder import image_folder
 from metadl.data.omniglot import omniglot
 from metadl.data.synthetic import synthetic_glyphs
@@ -19,6 +20,8 @@ DATASETS: dict[str, Callable[..., FewShotDataset]] = {
     "omniglot": omniglot,
     "image_folder": image_folder,
     "synthetic_glyphs": synthetic_glyphs,
+    "omniglot_alphabets": omniglot_alphabets,  # characters of some alphabets, split by class
+    "sentence_embeddings": sentence_embeddings,  # CLINC150/BANKING77 intents as frozen embeddings
 }
 
 

@@ -65,9 +65,13 @@ def _populate(args: argparse.Namespace) -> int:
     from metadl.tune.distributions import TrialBudget, find_distribution, task_distributions
     from metadl.tune.populate import populate
 
-    dists = task_distributions()
+    data = {"omniglot": args.omniglot, "clinc150": args.clinc150, "banking77": args.banking77}
+    for key, folder in data.items():
+        if folder is not None and not Path(folder).is_dir():
+            raise ValueError(f"--{key} {folder}: not a folder; give the folder that holds the {key} files")
+    dists = task_distributions(**data)
     for name in args.exclude:
-        find_distribution(name)  # a misspelt name fails here
+        find_distribution(name, **data)  # a misspelt name fails here
     chosen = [d for d in dists if d.name not in set(args.exclude)]
     db = ExperimentDB(args.db) if args.db else ExperimentDB()
     budget = TrialBudget(iterations=args.iterations)
@@ -131,11 +135,16 @@ def add_command(sub: Any) -> None:
 
     pop = sub.add_parser(
         "populate",
-        help="fill the experiment database with random trials on 36 generated task distributions",
+        help="fill the experiment database with random trials on generated task distributions (36 to 52)",
         description="Trains --trials random points of the tuning space on each generated task distribution "
-        "(synthetic glyphs: 3 difficulties x 2 pens x 2 image sizes x 3 episode shapes) and records them: "
+        "(synthetic glyphs: 3 difficulties x 2 pens x 2 image sizes x 3 episode shapes; with their data folders, "
+        "10 Omniglot alphabet subsets and 6 CLINC150/BANKING77 intent subsets) and records them: "
         "what metadl tune --warm-start learns from. Resumable: recorded points are skipped.",
     )
+    for key, what in (("omniglot", "Omniglot"), ("clinc150", "CLINC150"), ("banking77", "BANKING77")):
+        pop.add_argument(
+            f"--{key}", metavar="DIR", help=f"also the {what} distributions, from this data folder"
+        )
     pop.add_argument(
         "--trials", type=_positive_int, default=6, metavar="N", help="per distribution (default 6)"
     )

@@ -20,7 +20,7 @@ from metadl.config import config_from_dict, config_to_dict
 from metadl.experiments.database import ExperimentDB, RunRecord
 from metadl.experiments.metafeatures import distribution_features
 from metadl.experiments.record import peak_memory_mb
-from metadl.tune.distributions import TaskDistribution, TrialBudget
+from metadl.tune.budget import Distribution, TrialBudget
 from metadl.tune.space import apply_params, grid, params_key
 from metadl.tune.trial import train_trial
 
@@ -40,7 +40,7 @@ class PopulateReport:
 
 def populate(
     db: ExperimentDB,
-    distributions: Sequence[TaskDistribution],
+    distributions: Sequence[Distribution],
     *,
     trials: int,
     budget: TrialBudget | None = None,
@@ -52,8 +52,8 @@ def populate(
         raise ValueError(f"trials={trials}; give at least 1 trial per distribution")
     budget = budget or TrialBudget()
     started, run, skipped = time.monotonic(), 0, 0
-    points = grid()
     for index, dist in enumerate(distributions):
+        points = grid(dist.modality)
         chosen = random.Random(f"{seed}/{dist.name}").sample(points, min(trials, len(points)))
         done = {params_key(r.params) for r in db.query(distribution=dist.name, kind="trial")}
         todo = [p for p in chosen if params_key(p) not in done]

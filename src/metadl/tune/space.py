@@ -9,7 +9,7 @@ parent takes certain values: MLP depth only for the MLP backbone, inner-loop set
 parameter      values                            when
 =============  ================================  =================
 learner        protonet, maml                    always
-backbone       conv4, mlp                        always
+backbone       conv4, mlp (mlp for vectors)      always
 width          16, 48 (channels or units)        always
 depth          1, 2 (hidden layers)              backbone = mlp
 lr             0.001, 0.003, 0.01 (Adam)         always
@@ -18,13 +18,16 @@ inner_steps    1, 2                              learner = maml
 =============  ================================  =================
 
 MAML runs first-order here: a trial is a few dozen iterations, and second-order gradients would triple it.
+The space depends on the input **modality**: images admit both backbones; vectors (sentence embeddings)
+only the MLP, since a Conv-4 has no image to read. A study, a grid and a warm start are each over one
+modality's points.
 
 Example:
     >>> p = {"learner": "protonet", "backbone": "mlp", "width": 16, "depth": 2, "lr": 0.003}
     >>> apply_params({"backbone": {"name": "conv4"}, "learner": {"name": "maml"}}, p)["backbone"]
     {'name': 'mlp', 'hidden': [16, 16]}
-    >>> len(grid())
-    90
+    >>> len(grid()), len(grid("vector"))
+    (90, 60)
 """
 
 from __future__ import annotations
@@ -62,24 +65,40 @@ SPACE: tuple[Choice, ...] = (
 )
 
 
-def suggest(choose: Callable[[str, tuple[Any, ...]], Any]) -> Params:
+# The backbones that can read each input modality.
+BACKBONES = {"image": ("conv4", "mlp"), "vector": ("mlp",)}
+
+
+def values_for(choice: Choice, modality: str = "image") -> tuple[Any, ...]:
+    """The values ``choice`` may take for inputs of ``modality`` (``"image"`` or ``"vector"``)."""
+    if modality not in BACKBONES:
+        raise ValueError(f"modality={modality!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[modality] if choice.name == "backbone" else choice.values
+
+
+def modality_of(features: Mapping[str, float]) -> str:
+    """The modality of the search space for a distribution with these meta-features (vector or image)."""
+    return "vector" if features.get("is_vector") else "image"
+
+
+def suggest(choose: Callable[[str, tuple[Any, ...]], Any], modality: str = "image") -> Params:
     """A point of the space, each active parameter picked by ``choose(name, values)`` (e.g. an Optuna trial's
     ``suggest_categorical``), in the order of :data:`SPACE` so that parents are picked before children."""
     params: Params = {}
     for choice in SPACE:
         if choice.active(params):
-            params[choice.name] = choose(choice.name, choice.values)
+            params[choice.name] = choose(choice.name, values_for(choice, modality))
     return params
 
 
-def check_params(params: Mapping[str, Any]) -> Params:
+def check_params(params: Mapping[str, Any], modality: str = "image") -> Params:
     """``params`` if it is a point of the space (every active parameter set to one of its values, nothing else)."""
     expected = [c for c in SPACE if c.active(params)]
     unknown = sorted(set(params) - {c.name for c in expected})
     wrong = [
-        f"{c.name}={params.get(c.name)!r} (choose from {list(c.values)})"
+        f"{c.name}={params.get(c.name)!r} (choose from {list(values_for(c, modality))})"
         for c in expected
-        if params.get(c.name) not in c.values
+        if params.get(c.name) not in values_for(c, modality)
     ]
     if unknown or wrong:
         raise ValueError(
@@ -88,21 +107,21 @@ def check_params(params: Mapping[str, Any]) -> Params:
     return dict(params)
 
 
-def grid() -> list[Params]:
-    """Every point of the space (conditional parameters only where they exist)."""
-    return list(_expand({}, 0))
+def grid(modality: str = "image") -> list[Params]:
+    """Every point of the space for ``modality`` (conditional parameters only where they exist)."""
+    return list(_expand({}, 0, modality))
 
 
-def _expand(params: Params, index: int) -> Iterator[Params]:
+def _expand(params: Params, index: int, modality: str) -> Iterator[Params]:
     if index == len(SPACE):
         yield dict(params)
         return
     choice = SPACE[index]
     if not choice.active(params):
-        yield from _expand(params, index + 1)
+        yield from _expand(params, index + 1, modality)
         return
-    for value in choice.values:
-        yield from _expand({**params, choice.name: value}, index + 1)
+    for value in values_for(choice, modality):
+        yield from _expand({**params, choice.name: value}, index + 1, modality)
 
 
 def apply_params(raw: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from metadl.experiments.database import ExperimentDB, RunRecord
 from metadl.experiments.record import config_features, distribution_name, peak_memory_mb, task_kind
 from metadl.training.meta import NonFiniteLossError
 from metadl.tune.plots import plot_best_vs_time
-from metadl.tune.space import Params, apply_params, suggest
+from metadl.tune.space import Params, apply_params, modality_of, suggest
 from metadl.tune.trial import train_trial
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna  # optional dependency: metadl[tune]
 
-        params = suggest(trial.suggest_categorical)
+        params = suggest(trial.suggest_categorical, modality_of(self.features(self.job.base)))
         trial.set_user_attr("pid", os.getpid())
         cfg = config_from_dict(apply_params(self.job.raw, params), source=f"trial {trial.number}")
 

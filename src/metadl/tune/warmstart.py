@@ -6,7 +6,7 @@ Given the meta-features of a new task distribution and the trials of the experim
    standardised (mean 0, standard deviation 1 over the database's distributions), so that a count of classes
    and an accuracy weigh alike;
 2. the ``neighbours`` nearest distributions (Euclidean distance) each propose their ``per_neighbour`` best
-   configurations;
+   configurations among those that apply to the new distribution's modality (no Conv-4 for vectors);
 3. a **meta-model**, a random forest over (standardised meta-features, encoded configuration) trained on
    every trial of the database, predicts each candidate's score on the new distribution (as its margin over
    the mean trial of that distribution, so that easy and hard distributions are comparable), and the
@@ -29,7 +29,7 @@ from sklearn.ensemble import RandomForestRegressor
 from metadl.config import Config
 from metadl.experiments.database import ExperimentDB, RunRecord
 from metadl.experiments.record import config_features, distribution_name, task_kind
-from metadl.tune.space import Params, check_params, encode, params_key
+from metadl.tune.space import Params, check_params, encode, modality_of, params_key
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,16 @@ def warm_start(
 
     sign = 1.0 if maximize else -1.0
     proposed: dict[str, Candidate] = {}
+    modality = modality_of(target)
     for name, dist in nearest:
-        ranked = sorted(by_distribution[name], key=lambda r: -sign * r.metrics[metric])
+        fits = [r for r in by_distribution[name] if _fits(r.params, modality)]  # no Conv-4 for vectors
+        ranked = sorted(fits, key=lambda r: -sign * r.metrics[metric])
         for r in ranked[:per_neighbour]:
-            proposed.setdefault(params_key(r.params), Candidate(check_params(r.params), name, dist, 0.0))
+            proposed.setdefault(
+                params_key(r.params), Candidate(check_params(r.params, modality), name, dist, 0.0)
+            )
+    if not proposed:
+        return WarmStart([], nearest, frozenset(names))
     model = _meta_model(by_distribution, names, z_table, metric, sign, seed)
     rows = np.array([[*z_target, *encode(c.params)] for c in proposed.values()])
     predicted = model.predict(rows)
@@ -121,6 +127,14 @@ def _meta_model(
             y.append(score - centre)
     model = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
     return model.fit(np.array(x), np.array(y))
+
+
+def _fits(params: Params, modality: str) -> bool:
+    try:
+        check_params(params, modality)
+    except ValueError:
+        return False
+    return True
 
 
 def _feature(records: list[RunRecord], key: str) -> float:
