@@ -9,15 +9,19 @@
 3. **Searches** replayed on the table (a tabular benchmark, as HPO-B and the NAS-Bench tables do: each trial
    is the recorded training of its point, so ten seeds of three searches cost no further training):
    cold TPE and warm TPE with ``--budget`` trials, random search with twice that. Warm TPE first runs the
-   ``--warm`` configurations :func:`metadl.tune.warmstart.warm_start` proposes from the database (3 nearest
+   ``--warm`` configurations :func:`metadl.tune.warmstart.warm_start` proposes from the database (5 nearest
    distributions, 2 best configurations each, ranked by the random-forest meta-model), then TPE.
 4. **Report**: anytime curves (normalised best validation score against trials and against the recorded
    seconds; 1 = the best point of the table, 0 = its average point) with 95% CIs over seeds; how many trials
    warm TPE needs to reach cold TPE's final validation score; the test score of each search's final choice.
 
+Warm-start settings (``--neighbours``, ``--per-neighbour``, ``--pool``) are chosen with ``--validation``: the
+same replay on the tables of 6 distributions of the database (each left out of its own warm start), never
+on the held-out ones.
+
 Usage:
     nice -n 5 python benchmarks/warm_start_tuning.py [--db FILE] [--table FILE] [--held-out N]
-        [--seeds 10] [--budget 10] [--warm 3] [--plot FILE] [--data ../shared/data]
+        [--seeds 10] [--budget 10] [--warm 3] [--plot FILE] [--data ../shared/data] [--validation]
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ HELD_OUT_REAL = (
     "banking77-all-10w1s",
 )
 DATA_FOLDERS = ("omniglot", "clinc150", "banking77")
+# --validation: distributions of the database with a full table of their own, to choose warm-start settings
+# on (each is excluded from its own warm start, as a held-out one is); never the held-out ones.
+VALIDATION = (
+    "glyphs-medium-thin-16px-5w5s",
+    "glyphs-hard-thick-16px-10w1s",
+    "omniglot-g1-20px-5w1s",
+    "omniglot-g3-16px-5w5s",
+    "clinc150-credit_cards+home-5w5s",
+    "clinc150-utility+work-5w1s",
+)
 TIMES = (1, 3, 5, 10, 20)  # time budgets, in mean trials' worth of recorded seconds on that distribution
 
 
@@ -134,15 +148,28 @@ def load_table(db: ExperimentDB, name: str) -> Table:
     return Table(name, scores, rows[0].metafeatures)
 
 
+@dataclass(frozen=True)
+class WarmSettings:
+    """How the warm start proposes its first trials (the arguments of :func:`warm_start`)."""
+
+    top: int = 3
+    neighbours: int = 5
+    per_neighbour: int = 2
+    pool: str = "neighbours"
+
+
 def run(
-    tables: list[Table], records: list[RunRecord], seeds: int, budget: int, warm: int
+    tables: list[Table], records: list[RunRecord], seeds: int, budget: int, warm: WarmSettings
 ) -> dict[str, list[list[Trace]]]:
     """traces[method][seed][distribution]."""
     out: dict[str, list[list[Trace]]] = {"warm TPE": [], "cold TPE": [], f"random ({2 * budget})": []}
     for seed in range(seeds):
         row: dict[str, list[Trace]] = {k: [] for k in out}
         for table in tables:
-            plan = warm_start(records, table.features, exclude={table.name}, top=warm, seed=seed)
+            plan = warm_start(
+                records, table.features, exclude={table.name}, seed=seed, top=warm.top,
+                neighbours=warm.neighbours, per_neighbour=warm.per_neighbour, pool=warm.pool,
+            )  # fmt: skip
             assert table.name not in plan.trained_on
             first = [c.params for c in plan.candidates]
             row["warm TPE"].append(
@@ -256,7 +283,14 @@ def main() -> None:
     parser.add_argument("--trials-per-distribution", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=10)
-    parser.add_argument("--warm", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=3, help="warm-start trials")
+    parser.add_argument("--neighbours", type=int, default=5)
+    parser.add_argument("--per-neighbour", type=int, default=2)
+    parser.add_argument("--pool", choices=["neighbours", "grid"], default="neighbours")
+    parser.add_argument(
+        "--validation", action="store_true",
+        help="replay on the VALIDATION distributions' tables (in --table) instead of the held-out ones",
+    )  # fmt: skip
     parser.add_argument("--no-train", action="store_true", help="use the database and table as they are")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "warm-start-tuning.png")
     parser.add_argument(
@@ -274,6 +308,10 @@ def main() -> None:
         raise SystemExit(f"--data {args.data} must hold {', '.join(DATA_FOLDERS)}; found {sorted(data)}")
     everything = (*HELD_OUT, *HELD_OUT_REAL)
     held_out = list(HELD_OUT[: args.held_out]) + (list(HELD_OUT_REAL) if data else [])
+    if args.validation:
+        if not data:
+            raise SystemExit("--validation needs --data: its distributions include Omniglot and text ones")
+        held_out = list(VALIDATION)
     args.db.parent.mkdir(parents=True, exist_ok=True)
     db, table_db = ExperimentDB(args.db), ExperimentDB(args.table)
     if not args.no_train:
@@ -288,11 +326,15 @@ def main() -> None:
         "a held-out distribution is in the database"
     )
     tables = [load_table(table_db, n) for n in held_out]
+    if args.validation:  # in the database, but left out of its own warm start (run() excludes each target)
+        assert set(VALIDATION) <= {r.distribution for r in records}
+        args.plot = args.db.parent / "validation.png"  # not a figure of the docs
     print(f"database: {len(records)} trials on {len({r.distribution for r in records})} distributions; "
           f"held out: {', '.join(held_out)}; {args.seeds} seeds, budget {args.budget}")  # fmt: skip
-    traces = run(tables, records, args.seeds, args.budget, args.warm)
+    warm = WarmSettings(args.warm, args.neighbours, args.per_neighbour, args.pool)
+    traces = run(tables, records, args.seeds, args.budget, warm)
     print(report(traces, tables, args.budget, args.plot))
-    if data:  # the same searches, read on the real-data distributions alone
+    if data and not args.validation:  # the same searches, read on the real-data distributions alone
         real = [i for i, t in enumerate(tables) if t.name in HELD_OUT_REAL]
         subset = {k: [[row[i] for i in real] for row in runs] for k, runs in traces.items()}
         print(f"\nReal-data held-out distributions only ({', '.join(HELD_OUT_REAL)}):")

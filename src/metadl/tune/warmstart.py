@@ -7,6 +7,7 @@ Given the meta-features of a new task distribution and the trials of the experim
    and an accuracy weigh alike;
 2. the ``neighbours`` nearest distributions (Euclidean distance) each propose their ``per_neighbour`` best
    configurations among those that apply to the new distribution's modality (no Conv-4 for vectors);
+   with ``pool="grid"``, every point of the modality's space is a candidate instead;
 3. a **meta-model**, a random forest over (standardised meta-features, encoded configuration) trained on
    every trial of the database, predicts each candidate's score on the new distribution (as its margin over
    the mean trial of that distribution, so that easy and hard distributions are comparable), and the
@@ -29,7 +30,9 @@ from sklearn.ensemble import RandomForestRegressor
 from metadl.config import Config
 from metadl.experiments.database import ExperimentDB, RunRecord
 from metadl.experiments.record import config_features, distribution_name, task_kind
-from metadl.tune.space import Params, check_params, encode, modality_of, params_key
+from metadl.tune.space import Params, check_params, encode, grid, modality_of, params_key
+
+POOLS = ("neighbours", "grid")
 
 
 @dataclass(frozen=True)
@@ -57,13 +60,20 @@ def warm_start(
     *,
     metric: str = "val_accuracy",
     exclude: Collection[str] = (),
-    neighbours: int = 3,
+    neighbours: int = 5,  # chosen over 3 on validation distributions (docs/benchmarks.md, issue 19)
     per_neighbour: int = 2,
     top: int = 3,
     maximize: bool = True,
     seed: int = 0,
+    pool: str = "neighbours",
 ) -> WarmStart:
-    """Rank configurations for the distribution with meta-features ``target`` (see the module docstring)."""
+    """Rank configurations for the distribution with meta-features ``target`` (see the module docstring).
+
+    ``pool="grid"`` lets the meta-model rank every point of the target's space instead of the neighbours'
+    best ones (source ``"meta-model"``; the neighbours are still reported).
+    """
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r}; choose one of {list(POOLS)}")
     usable = [
         r
         for r in records
@@ -87,9 +97,11 @@ def warm_start(
     nearest = [(names[i], float(distance[i])) for i in np.argsort(distance, kind="stable")[:neighbours]]
 
     sign = 1.0 if maximize else -1.0
-    proposed: dict[str, Candidate] = {}
     modality = modality_of(target)
-    for name, dist in nearest:
+    proposed: dict[str, Candidate] = {}
+    if pool == "grid":
+        proposed = {params_key(p): Candidate(p, "meta-model", float("nan"), 0.0) for p in grid(modality)}
+    for name, dist in nearest if pool == "neighbours" else []:
         fits = [r for r in by_distribution[name] if _fits(r.params, modality)]  # no Conv-4 for vectors
         ranked = sorted(fits, key=lambda r: -sign * r.metrics[metric])
         for r in ranked[:per_neighbour]:

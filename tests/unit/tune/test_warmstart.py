@@ -79,3 +79,23 @@ def test_the_meta_model_ranks_the_learner_that_wins_everywhere_first() -> None:
 def test_an_empty_database_gives_a_cold_start() -> None:
     plan = warm_start([], _features(5.0, 0.5))
     assert plan.candidates == [] and plan.neighbours == [] and plan.trained_on == frozenset()
+
+
+def test_the_grid_pool_proposes_a_point_the_neighbours_never_tried() -> None:
+    """Point 7 won on every far distribution; the nearest one never tried it. Only the grid pool finds it."""
+    star, rng = 7, np.random.default_rng(1)
+    records = _trials("near", _features(5.0, 0.5), {i: 0.3 + 0.01 * i for i in range(20, 26)})
+    for d in range(6):
+        scores = {int(i): float(rng.uniform(0.2, 0.5)) for i in rng.choice(range(20, 90), 8, replace=False)}
+        records += _trials(f"far{d}", _features(10.0 + d, 0.9), {**scores, star: 0.95})
+    target = _features(5.0, 0.5)
+    by_neighbours = warm_start(records, target, neighbours=1, per_neighbour=3, top=3)
+    by_grid = warm_start(records, target, neighbours=1, top=3, pool="grid")
+    assert POINTS[star] not in [c.params for c in by_neighbours.candidates]
+    assert POINTS[star] in [c.params for c in by_grid.candidates]
+    assert {c.source for c in by_grid.candidates} == {"meta-model"}
+    assert len(by_grid.candidates) == 3 and by_grid.neighbours == by_neighbours.neighbours
+    vector = warm_start(records, {**target, "is_vector": 1.0}, top=5, pool="grid")
+    assert all(c.params["backbone"] == "mlp" for c in vector.candidates)
+    with pytest.raises(ValueError, match="pool='all'"):
+        warm_start(records, target, pool="all")
