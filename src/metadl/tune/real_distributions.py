@@ -23,8 +23,9 @@ Example:
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from metadl.data.base import FewShotDataset
 from metadl.data.registry import create_dataset
@@ -49,9 +50,39 @@ CLINC150_DOMAINS = (
 SPLITS = ("train", "val", "test")
 
 
+class DatasetSubset(ABC):
+    """What the real-data distributions share: their splits are a registered dataset builder's splits (the
+    ``dataset()`` config section), and a trial trains the modality's default backbone on them."""
+
+    modality: ClassVar[str]
+    backbone: ClassVar[str]
+    ways: int
+    shots: int
+
+    @abstractmethod
+    def dataset(self) -> dict[str, Any]:
+        """The config's ``dataset`` section: a builder of :data:`metadl.data.DATASETS` and its options."""
+
+    def split(self, split: str) -> FewShotDataset:
+        section = self.dataset()
+        options = {k: v for k, v in section.items() if k != "name"}
+        return create_dataset(section["name"], split=split, **options)
+
+    def splits(self) -> dict[str, FewShotDataset]:
+        return {s: self.split(s) for s in SPLITS}
+
+    def config(self, budget: TrialBudget | None = None, *, seed: int = 0) -> dict[str, Any]:
+        return trial_config(
+            self.dataset(), ways=self.ways, shots=self.shots, backbone=self.backbone, budget=budget, seed=seed
+        )
+
+
 @dataclass(frozen=True)
-class OmniglotSubset:
+class OmniglotSubset(DatasetSubset):
     """The characters of a few Omniglot background alphabets at one image size and episode shape."""
+
+    modality = "image"
+    backbone = "conv4"
 
     group: int
     alphabets: tuple[str, ...]
@@ -64,10 +95,6 @@ class OmniglotSubset:
     def name(self) -> str:
         return f"omniglot-g{self.group}-{self.image_size}px-{self.ways}w{self.shots}s"
 
-    @property
-    def modality(self) -> str:
-        return "image"
-
     def dataset(self) -> dict[str, Any]:
         return {
             "name": "omniglot_alphabets",
@@ -77,21 +104,13 @@ class OmniglotSubset:
             "seed": 2000 + self.group,
         }
 
-    def split(self, split: str) -> FewShotDataset:
-        return _build(self.dataset(), split)
-
-    def splits(self) -> dict[str, FewShotDataset]:
-        return {s: self.split(s) for s in SPLITS}
-
-    def config(self, budget: TrialBudget | None = None, *, seed: int = 0) -> dict[str, Any]:
-        return trial_config(
-            self.dataset(), ways=self.ways, shots=self.shots, backbone="conv4", budget=budget, seed=seed
-        )
-
 
 @dataclass(frozen=True)
-class IntentSubset:
+class IntentSubset(DatasetSubset):
     """Some intents of a text corpus, each utterance a frozen sentence embedding, at one episode shape."""
+
+    modality = "vector"
+    backbone = "mlp"
 
     corpus: str
     domains: tuple[str, ...]
@@ -106,10 +125,6 @@ class IntentSubset:
         scope = "+".join(self.domains) if self.domains else "all"
         return f"{self.corpus}-{scope}-{self.ways}w{self.shots}s"
 
-    @property
-    def modality(self) -> str:
-        return "vector"
-
     def dataset(self) -> dict[str, Any]:
         return {
             "name": "sentence_embeddings",
@@ -119,22 +134,6 @@ class IntentSubset:
             "encoder": self.encoder,
             "seed": self.seed,
         }
-
-    def split(self, split: str) -> FewShotDataset:
-        return _build(self.dataset(), split)
-
-    def splits(self) -> dict[str, FewShotDataset]:
-        return {s: self.split(s) for s in SPLITS}
-
-    def config(self, budget: TrialBudget | None = None, *, seed: int = 0) -> dict[str, Any]:
-        return trial_config(
-            self.dataset(), ways=self.ways, shots=self.shots, backbone="mlp", budget=budget, seed=seed
-        )
-
-
-def _build(section: dict[str, Any], split: str) -> FewShotDataset:
-    options = {k: v for k, v in section.items() if k != "name"}
-    return create_dataset(section["name"], split=split, **options)
 
 
 def omniglot_distributions(root: str | os.PathLike[str]) -> list[OmniglotSubset]:
