@@ -14,6 +14,9 @@ Methods (one process each, so the peak RSS is the method's own):
 * ``softkmeans``: the ``softkmeans`` learner, meta-trained on clustering episodes.
 * ``pairwise``: the ``pairwise`` learner (learned same-class probability, average-linkage clustering);
   also without k, cut at a threshold chosen on the validation alphabets.
+* ``saved``: k-means on the backbone of a model saved by ``metadl train`` (``--model RUN/model``), not
+  trained here; it must never have seen an evaluation alphabet, and ``--val-alphabets`` should name
+  background alphabets it was not trained on (``lake``: ``omniglot.LAKE_VAL_ALPHABETS``).
 
 Every method is also scored without k: ``pairwise`` by its threshold, the others by the number of
 clusters whose k-means partition has the best silhouette (``metadl.algorithms.estimate_k``, k from 2 to 100).
@@ -24,6 +27,8 @@ for the k-means baselines, L2-normalising the features or not is chosen on the v
 
 Usage:
     nice -n 5 python benchmarks/meta_clustering.py --method softkmeans --iterations 2000 --out bench/cluster
+    nice -n 5 python benchmarks/meta_clustering.py --method saved --model runs/lake-long/model \
+        --val-alphabets lake --out bench/cluster
     python benchmarks/meta_clustering.py --report bench/cluster      # the markdown table
 """
 
@@ -42,13 +47,15 @@ from metadl.algorithms import Learner, create_learner
 from metadl.algorithms.clustering_steps import Clusterer
 from metadl.apps.cluster.baselines import EmbeddingKMeans, backbone_features, pixels
 from metadl.apps.cluster.protocol import LakeData, lake_data
-from metadl.evaluation.cluster_protocol import ClusteringEvalResult, evaluate_clustering
+from metadl.data.omniglot import LAKE_VAL_ALPHABETS
+from metadl.evaluation.cluster_protocol import ClusteringEvalResult, class_groups, evaluate_clustering
 from metadl.models import create_backbone
+from metadl.saving import load
 from metadl.tasks import EpisodeSampler
 from metadl.training.meta import meta_train
 from metadl.training.supervised import train_supervised
 
-METHODS = ("pixels", "supervised", "protonet", "softkmeans", "pairwise")
+METHODS = ("pixels", "supervised", "protonet", "saved", "softkmeans", "pairwise")
 # Clustering episodes: 20 characters x 10 drawings (support and query are clustered together).
 CLUSTER_EPISODE = {"n_way": 20, "k_shot": 5, "n_query": 5}
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
@@ -61,11 +68,17 @@ def conv4() -> torch.nn.Module:
     return create_backbone("conv4", in_channels=1, hidden=HIDDEN[0], image_size=28)
 
 
-def train_method(method: str, data: LakeData, iterations: int, seed: int) -> tuple[Any, dict[str, Any]]:
+def train_method(
+    method: str, data: LakeData, iterations: int, seed: int, model: Path | None = None
+) -> tuple[Any, dict[str, Any]]:
     """The trained model (a clusterer, or a backbone for k-means) and notes on how it was trained."""
     torch.manual_seed(seed)
     if method == "pixels":
         return None, {}
+    if method == "saved":
+        if model is None:
+            raise SystemExit("--method saved needs --model RUN/model (a folder saved by metadl train)")
+        return load(model).learner.backbone, {"model": str(model)}  # type: ignore[attr-defined]
     if method == "supervised":
         epochs = max(1, iterations // 250)
         result = train_supervised(conv4(), data.train, epochs=epochs, lr=1e-3, seed=seed, progress=True)
@@ -128,11 +141,19 @@ def summary(r: ClusteringEvalResult) -> dict[str, Any]:
     return d
 
 
-def run(method: str, root: str, iterations: int, seed: int, out: Path) -> None:
+def run(
+    method: str,
+    root: str,
+    iterations: int,
+    seed: int,
+    out: Path,
+    model_path: Path | None = None,
+    val_alphabets: list[str] | None = None,
+) -> None:
     torch.set_num_threads(1)
-    data = lake_data(root)
+    data = lake_data(root, val_alphabets=val_alphabets)
     start = time.perf_counter()
-    model, notes = train_method(method, data, iterations, seed)
+    model, notes = train_method(method, data, iterations, seed, model_path)
     train_s = time.perf_counter() - start
     clusterer, chosen = choose_clusterer(method, model, data)
     start = time.perf_counter()
@@ -146,6 +167,7 @@ def run(method: str, root: str, iterations: int, seed: int, out: Path) -> None:
         "method": method,
         "seed": seed,
         "hidden": HIDDEN[0],
+        "val_alphabets": sorted(class_groups(data.val.class_names)),
         "train_s": train_s,
         "eval_s": time.perf_counter() - start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -193,6 +215,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=64, help="Conv-4 width (64 in the papers)")
+    parser.add_argument("--model", type=Path, help="--method saved: a model folder saved by metadl train")
+    parser.add_argument(
+        "--val-alphabets",
+        help="comma-separated background alphabets for the choices, or 'lake' (omniglot.LAKE_VAL_ALPHABETS); "
+        "default every sixth background alphabet",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/cluster"))
     parser.add_argument("--report", type=Path, metavar="FOLDER")
     args = parser.parse_args()
@@ -200,7 +228,9 @@ def main() -> None:
         report(args.report)
     elif args.method:
         HIDDEN[0] = args.hidden
-        run(args.method, args.root, args.iterations, args.seed, args.out)
+        val = args.val_alphabets
+        names = list(LAKE_VAL_ALPHABETS) if val == "lake" else val.split(",") if val else None
+        run(args.method, args.root, args.iterations, args.seed, args.out, args.model, names)
     else:
         parser.error("give --method or --report")
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from metadl.apps.cluster.protocol import lake_data
+from metadl.algorithms.clustering_steps import ClusteringError
 from metadl.config import find_config, load_config
 from metadl.data.base import FewShotDataset
+from metadl.data.omniglot import LAKE_VAL_ALPHABETS
 from metadl.evaluation.cluster_protocol import class_groups
 from metadl.training.trainer import train
 
@@ -27,6 +29,17 @@ def test_lake_parts_are_disjoint_alphabets(shared_data: Path) -> None:
     assert not (train & val or train & test or val & test)
     assert data.train.num_classes + data.val.num_classes == 964 and data.test.num_classes == 659
     assert sorted(val) == sorted(train | val)[::6]  # every sixth background alphabet by name
+
+
+def test_named_validation_alphabets_replace_the_default(shared_data: Path) -> None:
+    default = lake_data(shared_data / "omniglot")
+    data = lake_data(shared_data / "omniglot", val_alphabets=LAKE_VAL_ALPHABETS)
+    train, val = alphabets(data.train), alphabets(data.val)
+    assert val == set(LAKE_VAL_ALPHABETS) != alphabets(default.val)
+    assert not train & val and train | val == alphabets(default.train) | alphabets(default.val)
+    assert alphabets(data.test) == alphabets(default.test)
+    with pytest.raises(ClusteringError, match="no group 'Klingon'"):
+        lake_data(shared_data / "omniglot", val_alphabets=["Greek", "Klingon"])
 
 
 def test_training_on_the_shipped_config_reads_background_images_only(

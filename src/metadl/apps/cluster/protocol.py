@@ -8,6 +8,7 @@ alphabet in name order, 5 of 30 - so the 20 evaluation alphabets are touched onc
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metadl.data.base import FewShotDataset
@@ -38,10 +39,20 @@ class LakeData:
     test: FewShotDataset
 
 
-def lake_data(root: str | os.PathLike[str], *, image_size: int = 28, progress: bool = False) -> LakeData:
-    """The three parts at ``image_size`` from an Omniglot folder (see :func:`metadl.data.omniglot.omniglot`)."""
+def lake_data(
+    root: str | os.PathLike[str],
+    *,
+    image_size: int = 28,
+    val_alphabets: Sequence[str] | None = None,
+    progress: bool = False,
+) -> LakeData:
+    """The three parts at ``image_size`` from an Omniglot folder (see :func:`metadl.data.omniglot.omniglot`).
+
+    ``val_alphabets`` (background alphabets) replaces the default every-sixth choice, e.g. to choose
+    settings for a model trained elsewhere on alphabets it never saw.
+    """
     background = omniglot(root, "background", protocol="lake", image_size=image_size, progress=progress)
-    val = validation_alphabets(background)
+    val = validation_alphabets(background) if val_alphabets is None else list(val_alphabets)
     train = [a for a in sorted(class_groups(background.class_names)) if a not in val]
     return LakeData(
         alphabet_subset(background, train, "omniglot-lake-background-train"),
