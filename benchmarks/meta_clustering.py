@@ -17,6 +17,7 @@ Methods (one process each, so the peak RSS is the method's own):
 * ``saved``: k-means on the backbone of a model saved by ``metadl train`` (``--model RUN/model``), not
   trained here; it must never have seen an evaluation alphabet, and ``--val-alphabets`` should name
   background alphabets it was not trained on (``lake``: ``omniglot.LAKE_VAL_ALPHABETS``).
+  ``--init`` starts ``softkmeans`` or ``pairwise`` from such a model's backbone instead of at random.
 
 Every method is also scored without k: ``pairwise`` by its threshold, the others by the number of
 clusters whose k-means partition has the best silhouette (``metadl.algorithms.estimate_k``, k from 2 to 100).
@@ -27,6 +28,8 @@ for the k-means baselines, L2-normalising the features or not is chosen on the v
 
 Usage:
     nice -n 5 python benchmarks/meta_clustering.py --method softkmeans --iterations 2000 --out bench/cluster
+    nice -n 5 python benchmarks/meta_clustering.py --method softkmeans --init runs/lake-long/model \
+        --val-alphabets lake --lr 1e-4 --iterations 500 --out bench/cluster-init   # fine-tuned from it
     nice -n 5 python benchmarks/meta_clustering.py --method saved --model runs/lake-long/model \
         --val-alphabets lake --out bench/cluster
     python benchmarks/meta_clustering.py --report bench/cluster      # the markdown table
@@ -69,7 +72,13 @@ def conv4() -> torch.nn.Module:
 
 
 def train_method(
-    method: str, data: LakeData, iterations: int, seed: int, model: Path | None = None
+    method: str,
+    data: LakeData,
+    iterations: int,
+    seed: int,
+    model: Path | None = None,
+    init: Path | None = None,
+    lr: float = 1e-3,
 ) -> tuple[Any, dict[str, Any]]:
     """The trained model (a clusterer, or a backbone for k-means) and notes on how it was trained."""
     torch.manual_seed(seed)
@@ -98,8 +107,11 @@ def train_method(
         )
         return learner.backbone, {"iterations": iterations}  # type: ignore[attr-defined]
     learner = create_learner(method, backbone=conv4(), n_way=CLUSTER_EPISODE["n_way"])
+    if init is not None:  # fine-tune a saved model's backbone (same architecture, strict load)
+        saved = load(init).learner.backbone  # type: ignore[attr-defined]
+        learner.backbone.load_state_dict(saved.state_dict())  # type: ignore[attr-defined]
     sampler = EpisodeSampler(data.train, seed=seed, **CLUSTER_EPISODE)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, max(1, iterations // 2), 0.5)
     history = meta_train(
         learner,
@@ -110,7 +122,8 @@ def train_method(
         on_step=lambda _i, _o: schedule.step(),
     )
     tail = history[-100:]
-    return learner, {"iterations": iterations, "final_loss": sum(r["loss"] for r in tail) / len(tail)}
+    notes = {"iterations": iterations, "lr": lr, "final_loss": sum(r["loss"] for r in tail) / len(tail)}
+    return learner, notes if init is None else {**notes, "init": str(init)}
 
 
 def choose_clusterer(method: str, model: Any, data: LakeData) -> tuple[Clusterer, dict[str, Any]]:
@@ -123,7 +136,7 @@ def choose_clusterer(method: str, model: Any, data: LakeData) -> tuple[Clusterer
                 errors[t] = evaluate_clustering(model, data.val, k="estimate").k_relative_error
             model.threshold = min(errors, key=lambda t: (errors[t], t))
             return model, {"threshold": model.threshold, "val_k_relative_error": errors[model.threshold]}
-        return model, {}
+        return model, {"val_accuracy": evaluate_clustering(model, data.val).mean}
     embed = pixels if model is None else backbone_features(model)
     scores = {
         n: evaluate_clustering(EmbeddingKMeans(embed, normalize=n), data.val).mean for n in (False, True)
@@ -149,11 +162,13 @@ def run(
     out: Path,
     model_path: Path | None = None,
     val_alphabets: list[str] | None = None,
+    init: Path | None = None,
+    lr: float = 1e-3,
 ) -> None:
     torch.set_num_threads(1)
     data = lake_data(root, val_alphabets=val_alphabets)
     start = time.perf_counter()
-    model, notes = train_method(method, data, iterations, seed, model_path)
+    model, notes = train_method(method, data, iterations, seed, model_path, init, lr)
     train_s = time.perf_counter() - start
     clusterer, chosen = choose_clusterer(method, model, data)
     start = time.perf_counter()
@@ -221,6 +236,12 @@ def main() -> None:
         help="comma-separated background alphabets for the choices, or 'lake' (omniglot.LAKE_VAL_ALPHABETS); "
         "default every sixth background alphabet",
     )
+    parser.add_argument(
+        "--init", type=Path, help="softkmeans/pairwise: start from this saved model's backbone"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=1e-3, help="Adam learning rate of the clustering learners"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/cluster"))
     parser.add_argument("--report", type=Path, metavar="FOLDER")
     args = parser.parse_args()
@@ -230,7 +251,17 @@ def main() -> None:
         HIDDEN[0] = args.hidden
         val = args.val_alphabets
         names = list(LAKE_VAL_ALPHABETS) if val == "lake" else val.split(",") if val else None
-        run(args.method, args.root, args.iterations, args.seed, args.out, args.model, names)
+        run(
+            args.method,
+            args.root,
+            args.iterations,
+            args.seed,
+            args.out,
+            args.model,
+            names,
+            args.init,
+            args.lr,
+        )
     else:
         parser.error("give --method or --report")
 
