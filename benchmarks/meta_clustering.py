@@ -202,7 +202,8 @@ def pct(d: dict[str, Any]) -> str:
 
 def report(folder: Path) -> None:
     print(
-        "| method | acc, true k | acc, k = 100 | NMI (true k / 100) | ARI (true k / 100) | train | peak RSS |"
+        "| method | acc, true k | acc, k = 100 | NMI (true k / 100) | ARI (true k / 100) | train (wall / CPU) "
+        "| peak RSS |"
     )
     print("|---|---|---|---|---|---|---|")
     for method in METHODS:
@@ -213,7 +214,8 @@ def report(folder: Path) -> None:
         t, h = r["results"]["true"], r["results"]["100"]
         print(
             f"| {method} | {pct(t)} | {pct(h)} | {t['nmi']:.3f} / {h['nmi']:.3f} | {t['ari']:.3f} / {h['ari']:.3f} "
-            f"| {r['train_s'] / 60:.1f} min | {r['peak_rss_mib']:.0f} MiB |"
+            f"| {r['train_s'] / 60:.1f} / {r.get('train_cpu_s', float('nan')) / 60:.1f} min "
+            f"| {r['peak_rss_mib']:.0f} MiB |"
         )
         if "estimate" in r["results"]:
             e = r["results"]["estimate"]
