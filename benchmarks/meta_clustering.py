@@ -212,10 +212,14 @@ def report(folder: Path) -> None:
             continue
         r = json.loads(path.read_text())
         t, h = r["results"]["true"], r["results"]["100"]
+        train = (
+            "-"
+            if method in ("pixels", "saved")
+            else f"{r['train_s'] / 60:.1f} / {r['train_cpu_s'] / 60:.1f} min"
+        )
         print(
             f"| {method} | {pct(t)} | {pct(h)} | {t['nmi']:.3f} / {h['nmi']:.3f} | {t['ari']:.3f} / {h['ari']:.3f} "
-            f"| {r['train_s'] / 60:.1f} / {r.get('train_cpu_s', float('nan')) / 60:.1f} min "
-            f"| {r['peak_rss_mib']:.0f} MiB |"
+            f"| {train} | {r['peak_rss_mib']:.0f} MiB |"
         )
         if "estimate" in r["results"]:
             e = r["results"]["estimate"]
