@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from metadl.apps.cluster.protocol import lake_data
 from metadl.algorithms.clustering_steps import ClusteringError
+from metadl.apps.cluster.protocol import lake_data
 from metadl.config import find_config, load_config
 from metadl.data.base import FewShotDataset
 from metadl.data.omniglot import LAKE_VAL_ALPHABETS
