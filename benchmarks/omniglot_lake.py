@@ -30,6 +30,12 @@ CONFIG = "protonet_omniglot_lake_20w1s"
 # The shipped shape: a third of the images of 60-way episodes.
 WAY20 = ("sampler.ways=20", "sampler.queries=5")
 WITHIN20 = ("sampler.source=alphabet_episodes", *WAY20)
+# Drawer-like variation at 28 px: small affine jitter (about 1.4 px of shift) and a smooth wobble of the
+# strokes (at most 1 px, over a few pixels), each on part of the images; training episodes only.
+AUGMENT = (
+    "augment.train=[{name: affine, degrees: 10, translate: 0.05, scale: [0.9, 1.1], shear: 10, p: 0.8},"
+    " {name: elastic, alpha: 1.0, sigma: 2.0, p: 0.5}]"
+)
 VARIANTS: dict[str, tuple[str, ...]] = {
     "way60": ("sampler.ways=60", "sampler.queries=5"),  # Snell et al.'s training episodes
     "way20": WAY20,
@@ -38,6 +44,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "within20_cos": (*WITHIN20, "learner.distance=cosine", "learner.learn_temperature=true"),
     "within20_h96": (*WITHIN20, "backbone.hidden=96"),
     "within20_px48": (*WITHIN20, "dataset.image_size=48"),
+    "way20_aug": (*WAY20, AUGMENT),
+    "way20_h128": (*WAY20, "backbone.hidden=128"),
+    "way20_cosine": (*WAY20, "optimizer.schedule=cosine"),  # annealed to 0 at the last iteration
+    "way20_px48": (*WAY20, "dataset.image_size=48"),
 }
 
 

@@ -494,6 +494,8 @@ def config_from_dict(raw: Any, *, source: str = "config") -> Config:
 
 
 def _check_augment(raw: Any) -> AugmentConfig:
+    if isinstance(raw, dict):  # `--set augment.train=[{name: affine, degrees: 10}]` arrives as text
+        raw = {k: _coerce(f"augment.{k}", v, None, True) for k, v in raw.items()}
     _check_finite("augment", raw)
     try:
         return parse_augment(raw)

@@ -248,6 +248,25 @@ def test_overrides_are_typed_by_the_field_they_set(tmp_path):
     assert load_config(path, ["train.grad_clip=null"]).train.grad_clip is None
 
 
+def test_augment_sections_can_be_set_from_the_command_line(tmp_path):
+    """`--set augment.train=[...]` is read as YAML, as in a config file, then checked like one."""
+    path = write(tmp_path, minimal())
+    spec = "[{name: affine, degrees: 10, scale: [0.9, 1.1]}, {name: elastic, alpha: 1.0}]"
+    cfg = load_config(path, [f"augment.train={spec}", "augment.classes={rotations: [0, 180]}"])
+    assert cfg.augment.train == [
+        {"name": "affine", "degrees": 10, "scale": [0.9, 1.1]},
+        {"name": "elastic", "alpha": 1.0},
+    ]
+    assert cfg.augment.classes == {"rotations": [0, 180]}
+    assert load_config(path, ["augment.train=[]"]).augment.augments is False
+    with pytest.raises(
+        ConfigError, match=r"augment.train = '\[\{name: affine' is not allowed: not a YAML value"
+    ):
+        load_config(path, ["augment.train=[{name: affine"])
+    with pytest.raises(ConfigError, match=r"augment.train\[0\] transform 'affine': unknown key 'degree'"):
+        load_config(path, ["augment.train=[{name: affine, degree: 10}]"])
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -1,0 +1,110 @@
+"""The Lake-protocol screening scripts: every variant is a valid config moving the lever it names, and
+the heads put on a trained embedding compute what they claim (nearest neighbours, averaged probabilities)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from metadl.algorithms import create_learner
+from metadl.config import config_to_dict, load_config, shipped_config
+from metadl.models import create_backbone
+from metadl.tasks import TaskBatch
+
+BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
+
+
+def script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+screen = script("omniglot_lake")
+heads = script("omniglot_lake_heads")
+
+
+def flat(name: str) -> dict[str, object]:
+    raw = config_to_dict(load_config(shipped_config(screen.CONFIG), list(screen.VARIANTS[name])))
+    return {
+        f"{s}.{k}": v for s, section in raw.items() if isinstance(section, dict) for k, v in section.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("variant", "changed"),
+    [
+        ("way20_aug", {"augment.train"}),
+        ("way20_cosine", {"optimizer.schedule"}),
+        ("way20_h128", {"backbone.hidden"}),
+        ("way20_px48", {"dataset.image_size"}),
+        ("within20", {"sampler.source"}),
+    ],
+)
+def test_each_variant_moves_only_its_lever_from_the_base(variant: str, changed: set[str]) -> None:
+    base, moved = flat("way20"), flat(variant)
+    assert {k for k in base.keys() | moved.keys() if base.get(k) != moved.get(k)} == changed
+
+
+def test_the_augmentation_variant_uses_affine_and_elastic_transforms() -> None:
+    train = flat("way20_aug")["augment.train"]
+    assert isinstance(train, list) and [t["name"] for t in train] == ["affine", "elastic"]
+
+
+def one_shot_batch(ways: int = 5, queries: int = 3, dim: int = 6) -> TaskBatch:
+    g = torch.Generator().manual_seed(0)
+    support_x = torch.randn(1, ways, dim, generator=g)
+    query_x = torch.randn(1, ways * queries, dim, generator=g)
+    return TaskBatch(
+        support_x, torch.arange(ways).view(1, -1), query_x, torch.arange(ways).repeat(queries).view(1, -1)
+    )
+
+
+def base_learner(ways: int = 5, dim: int = 6):
+    torch.manual_seed(0)
+    return create_learner(
+        "protonet", backbone=create_backbone("mlp", in_features=dim, hidden=[8]), n_way=ways
+    )
+
+
+@pytest.mark.parametrize(("head", "distance"), [("protonet", "euclidean"), ("protonet_cosine", "cosine")])
+def test_one_shot_prototype_heads_are_nearest_neighbours_on_the_shared_embedding(
+    head: str, distance: str
+) -> None:
+    learner, batch = base_learner(), one_shot_batch()
+    model = heads.with_head(learner, head, 5)
+    assert model.backbone is learner.backbone
+    with torch.no_grad():
+        s, q = learner.backbone(batch.support_x[0]), learner.backbone(batch.query_x[0])
+        if distance == "euclidean":
+            nearest = torch.cdist(q, s).argmin(1)
+        else:
+            nearest = (
+                torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(s, dim=1).T
+            ).argmax(1)
+        assert torch.equal(model(batch).logits[0].argmax(1), nearest)
+
+
+@pytest.mark.parametrize("head", sorted(heads.HEADS))
+def test_every_head_scores_a_one_shot_episode(head: str) -> None:
+    out = heads.with_head(base_learner(), head, 5)(one_shot_batch())
+    assert out.logits.shape == (1, 15, 5) and torch.isfinite(out.logits).all()
+
+
+def test_the_ensemble_averages_the_members_probabilities() -> None:
+    batch = one_shot_batch()
+    a = heads.with_head(base_learner(), "protonet", 5)
+    b = heads.with_head(base_learner(), "protonet_cosine", 5)
+    with torch.no_grad():
+        expected = (a(batch).logits.softmax(-1) + b(batch).logits.softmax(-1)) / 2
+        out = heads.Ensemble([a, b])(batch)
+    torch.testing.assert_close(out.logits.exp(), expected)
+    assert out.loss > 0 and torch.equal(out.query_y, batch.query_y)
