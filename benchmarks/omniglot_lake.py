@@ -28,7 +28,9 @@ CONFIG = "protonet_omniglot_lake_20w1s"
 # name -> overrides of the shipped config (each one lever moved from the base recipe)
 # Each variant spells out its episode shape, so that a row means the same whatever the shipped default.
 # The shipped shape: a third of the images of 60-way episodes.
-WAY20 = ("sampler.ways=20", "sampler.queries=5")
+# The base of the screen (the recipe before issue 21's levers): constant 1e-3 for the first 2000
+# iterations, no augmentation; way20_aug / way20_cosine move one of those.
+WAY20 = ("sampler.ways=20", "sampler.queries=5", "optimizer.schedule=step", "augment.train=[]")
 WITHIN20 = ("sampler.source=alphabet_episodes", *WAY20)
 # Drawer-like variation at 28 px: small affine jitter (about 1.4 px of shift) and a smooth wobble of the
 # strokes (at most 1 px, over a few pixels), each on part of the images; training episodes only.
@@ -47,6 +49,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "way20_aug": (*WAY20, AUGMENT),
     "way20_h128": (*WAY20, "backbone.hidden=128"),
     "way20_cosine": (*WAY20, "optimizer.schedule=cosine"),  # annealed to 0 at the last iteration
+    "way20_h96": (*WAY20, "backbone.hidden=96"),
     "way20_px48": (*WAY20, "dataset.image_size=48"),
 }
 

@@ -54,6 +54,16 @@ def test_each_variant_moves_only_its_lever_from_the_base(variant: str, changed: 
     assert {k for k in base.keys() | moved.keys() if base.get(k) != moved.get(k)} == changed
 
 
+def test_the_base_variant_is_the_recipe_before_the_levers_whatever_the_shipped_config() -> None:
+    base = flat("way20")
+    assert base["optimizer.schedule"] == "step" and "augment.train" not in base
+    assert (base["dataset.image_size"], base["backbone.hidden"], base["sampler.source"]) == (
+        28,
+        64,
+        "episodes",
+    )
+
+
 def test_the_augmentation_variant_uses_affine_and_elastic_transforms() -> None:
     train = flat("way20_aug")["augment.train"]
     assert isinstance(train, list) and [t["name"] for t in train] == ["affine", "elastic"]
