@@ -90,6 +90,18 @@ def screen(name: str, root: str, iterations: int, val_episodes: int, out: Path) 
     }
 
 
+def append_row(path: Path, row: dict[str, object]) -> None:
+    """Append ``row`` to the CSV at ``path`` (a header first when the file is new) and print it."""
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    print(row, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["way20"], choices=sorted(VARIANTS))
@@ -101,15 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.variants:
-        row = screen(name, args.root, args.iterations, args.val_episodes, args.out)
-        new = not args.csv.exists()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        print(row, flush=True)
+        append_row(args.csv, screen(name, args.root, args.iterations, args.val_episodes, args.out))
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ evaluation alphabets are never read here.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from omniglot_lake import append_row  # the sibling screening script (benchmarks/ is on sys.path)
 from torch import nn
 from torch.nn import functional as F
 
@@ -109,13 +109,7 @@ def main() -> None:
             "val_ci95": round(result.ci95, 4),
             "wall_s": round(time.perf_counter() - start, 1),
         }
-        new = not args.csv.exists()
-        with args.csv.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        print(row, flush=True)
+        append_row(args.csv, row)
 
 
 if __name__ == "__main__":
