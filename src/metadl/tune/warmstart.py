@@ -101,13 +101,12 @@ def warm_start(
     proposed: dict[str, Candidate] = {}
     if pool == "grid":
         proposed = {params_key(p): Candidate(p, "meta-model", float("nan"), 0.0) for p in grid(modality)}
-    for name, dist in nearest if pool == "neighbours" else []:
-        fits = [r for r in by_distribution[name] if _fits(r.params, modality)]  # no Conv-4 for vectors
-        ranked = sorted(fits, key=lambda r: -sign * r.metrics[metric])
-        for r in ranked[:per_neighbour]:
-            proposed.setdefault(
-                params_key(r.params), Candidate(check_params(r.params, modality), name, dist, 0.0)
-            )
+    else:
+        for name, dist in nearest:
+            fits = [r for r in by_distribution[name] if _fits(r.params, modality)]  # no Conv-4 for vectors
+            ranked = sorted(fits, key=lambda r: -sign * r.metrics[metric])
+            for r in ranked[:per_neighbour]:
+                proposed.setdefault(params_key(r.params), Candidate(dict(r.params), name, dist, 0.0))
     if not proposed:
         return WarmStart([], nearest, frozenset(names))
     model = _meta_model(by_distribution, names, z_table, metric, sign, seed)
