@@ -15,17 +15,24 @@ evaluation alphabets are never read here.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omniglot_lake import append_row  # the sibling screening script (benchmarks/ is on sys.path)
 from torch import nn
 from torch.nn import functional as F
 
 from metadl.algorithms import Learner, LearnerOutput, create_learner
+from metadl.algorithms.base import make_output
+from metadl.algorithms.protonet import ProtoNet, prototype_logits, prototypes
+from metadl.augment.registry import compose
+from metadl.augment.transforms import Transform
 from metadl.config import Config
+from metadl.evaluation.confidence import mean_ci95
 from metadl.evaluation.episodes import EvalResult, evaluate
 from metadl.tasks import TaskBatch
 from metadl.training.build import make_sampler
@@ -70,6 +77,67 @@ class Ensemble(nn.Module):
         return LearnerOutput(loss=loss, logits=logits, query_y=outs[0].query_y)
 
 
+class TestTimeAugmented(nn.Module):
+    """ProtoNet with every image's embedding averaged over itself and ``views - 1`` augmented copies.
+
+    The copies come from the run's own training transform (``augment.train``), drawn from a generator
+    seeded once, so a run of episodes is deterministic.
+    """
+
+    def __init__(self, learner: ProtoNet, transform: Transform, views: int, seed: int = 0) -> None:
+        super().__init__()
+        self.learner, self.transform, self.views = learner, transform, views
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(0, 1)
+        views = [flat] + [self.transform(flat, self.generator) for _ in range(self.views - 1)]
+        z = torch.stack([self.learner.backbone(v) for v in views]).mean(0)
+        return z.view(*x.shape[:2], -1)
+
+    def forward(self, batch: TaskBatch) -> LearnerOutput:
+        learner = self.learner
+        protos = prototypes(self.embed(batch.support_x), batch.support_y, batch.n_way)
+        logits = prototype_logits(
+            self.embed(batch.query_x), protos, learner.distance, learner.log_scale.exp()
+        )
+        return make_output(logits, batch)
+
+
+class FineTuned(nn.Module):
+    """ProtoNet whose backbone takes ``steps`` Adam steps on each episode's support set before predicting.
+
+    A step is a pseudo-episode made of the support images alone: two augmented copies of every support
+    image, one as the class's support and one as its query (batch norm keeps its running statistics).
+    Each episode starts again from the trained weights.
+    """
+
+    def __init__(self, learner: ProtoNet, transform: Transform, steps: int, lr: float, seed: int = 0) -> None:
+        super().__init__()
+        self.learner, self.transform, self.steps, self.lr = learner, transform, steps, lr
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, batch: TaskBatch) -> LearnerOutput:
+        logits = [self._episode(TaskBatch.stack([batch[t]])) for t in range(len(batch.support_x))]
+        return make_output(torch.cat(logits), batch)
+
+    def _episode(self, task: TaskBatch) -> torch.Tensor:
+        model = copy.deepcopy(self.learner).eval()
+        optimiser = torch.optim.Adam(model.backbone.parameters(), lr=self.lr)
+        x, y = task.support_x, task.support_y
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                flat = x.flatten(0, 1)
+                a = self.transform(flat, self.generator).view_as(x)
+                b = self.transform(flat, self.generator).view_as(x)
+                out = model(TaskBatch(a, y, b, y))
+                optimiser.zero_grad()
+                out.loss.backward()
+                optimiser.step()
+        with torch.no_grad():
+            return model(task).logits
+
+
 def val_episodes(cfg: Config, learner: nn.Module, episodes: int) -> EvalResult:
     """Score ``learner`` on the first ``episodes`` validation episodes that training used."""
     if cfg.dataset.val_split is None:
@@ -88,18 +156,33 @@ def main() -> None:
         "--with", dest="others", nargs="*", type=Path, default=[], help="runs to ensemble with"
     )
     parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--tta", type=int, nargs="*", default=[], help="views per image to screen")
+    parser.add_argument("--finetune", type=int, nargs="*", default=[], help="steps per episode to screen")
+    parser.add_argument("--finetune-lr", type=float, default=1e-4)
     parser.add_argument("--csv", type=Path, default=Path("runs/lake_heads.csv"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg, learner, info = load_trained(args.run)
     n_way = cfg.eval_shape()[0]
     models: dict[str, nn.Module] = {h: with_head(learner, h, n_way) for h in args.heads}
+    transform = compose(cfg.augment.train)
+    for views in args.tta:
+        models[f"protonet_tta{views}"] = TestTimeAugmented(learner, transform, views)
+    for steps in args.finetune:
+        models[f"protonet_finetune{steps}_lr{args.finetune_lr:g}"] = FineTuned(
+            learner, transform, steps, args.finetune_lr
+        )
     if args.others:
         members = [learner] + [load_trained(run)[1] for run in args.others]
         models["ensemble"] = Ensemble(members).eval()
+    base: np.ndarray | None = None  # per-episode accuracy of the trained head, for paired differences
     for head, model in models.items():
         start = time.perf_counter()
         result = val_episodes(cfg, model, args.episodes)
+        accuracy = np.asarray(result.per_episode)
+        if head == "protonet":
+            base = accuracy
+        diff, diff_ci = mean_ci95(accuracy - base) if base is not None else (float("nan"), float("nan"))
         row = {
             "run": str(args.run),
             "iteration": info["iteration"],
@@ -107,6 +190,8 @@ def main() -> None:
             "episodes": result.episodes,
             "val_accuracy": round(result.mean, 4),
             "val_ci95": round(result.ci95, 4),
+            "minus_protonet": round(diff, 4),  # paired over the same episodes
+            "minus_protonet_ci95": round(diff_ci, 4),
             "wall_s": round(time.perf_counter() - start, 1),
         }
         append_row(args.csv, row)

@@ -557,10 +557,30 @@ def parse_overrides(overrides: typing.Iterable[str]) -> list[tuple[list[str], _T
     return out
 
 
+# Sections naming one component whose other keys are that component's arguments: a new name drops them.
+COMPONENT_SECTIONS = ("backbone", "learner")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
-    """A copy of the raw mapping with ``KEY=VALUE`` overrides applied (validated afterwards)."""
+    """A copy of the raw mapping with ``KEY=VALUE`` overrides applied (validated afterwards).
+
+    Overriding ``backbone.name`` or ``learner.name`` with another component starts that section afresh:
+    the file's arguments belong to the old component (``--set backbone.name=resnet12`` would otherwise
+    hand Conv-4's ``hidden`` to ResNet-12). Arguments given as overrides apply whatever their order.
+
+    Example:
+        >>> apply_overrides({"backbone": {"name": "conv4", "hidden": 64}},
+        ...                 ["backbone.channels=[8, 8, 8, 8]", "backbone.name=resnet12"])["backbone"]
+        {'channels': '[8, 8, 8, 8]', 'name': 'resnet12'}
+    """
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for path, value in parse_overrides(overrides):
+    parsed = parse_overrides(overrides)
+    for path, value in parsed:
+        current = raw.get(path[0])
+        renamed = isinstance(current, dict) and current.get("name") != str(value)
+        if path[1:] == ["name"] and path[0] in COMPONENT_SECTIONS and renamed:
+            raw[path[0]] = {}
+    for path, value in parsed:
         if len(path) == 1:
             raw[path[0]] = value
             continue

@@ -248,6 +248,21 @@ def test_overrides_are_typed_by_the_field_they_set(tmp_path):
     assert load_config(path, ["train.grad_clip=null"]).train.grad_clip is None
 
 
+def test_a_new_component_name_drops_the_old_components_arguments(tmp_path):
+    """`--set backbone.name=resnet12` on a Conv-4 config: Conv-4's `hidden` goes, overrides stay (any order)."""
+    path = write(tmp_path, minimal())
+    shipped = load_config(shipped_config("protonet_omniglot_lake_20w1s"), ["dataset.download=false"])
+    assert shipped.backbone.kwargs == {"hidden": 64}
+    cfg = load_config(
+        shipped_config("protonet_omniglot_lake_20w1s"),
+        ["backbone.channels=[8, 8, 8, 8]", "backbone.name=resnet12", "learner.name=protonet"],
+    )
+    assert cfg.backbone.name == "resnet12" and cfg.backbone.kwargs == {"channels": [8, 8, 8, 8]}
+    assert cfg.learner.kwargs == shipped.learner.kwargs  # the same name keeps the file's arguments
+    with pytest.raises(ConfigError, match=r"unknown key 'backbone.hidden'"):
+        load_config(path, ["backbone.name=resnet12", "backbone.hidden=[8]"])
+
+
 def test_augment_sections_can_be_set_from_the_command_line(tmp_path):
     """`--set augment.train=[...]` is read as YAML, as in a config file, then checked like one."""
     path = write(tmp_path, minimal())

@@ -47,6 +47,7 @@ def flat(name: str) -> dict[str, object]:
         ("way20_h128", {"backbone.hidden"}),
         ("way20_px48", {"dataset.image_size"}),
         ("within20", {"sampler.source"}),
+        ("way20_resnet12", {"backbone.name", "backbone.hidden", "backbone.channels"}),
     ],
 )
 def test_each_variant_moves_only_its_lever_from_the_base(variant: str, changed: set[str]) -> None:
@@ -118,3 +119,42 @@ def test_the_ensemble_averages_the_members_probabilities() -> None:
         out = heads.Ensemble([a, b])(batch)
     torch.testing.assert_close(out.logits.exp(), expected)
     assert out.loss > 0 and torch.equal(out.query_y, batch.query_y)
+
+
+def test_test_time_augmentation_averages_the_embeddings_of_the_views() -> None:
+    """With a transform that adds 1, every embedding is the mean of f(x) and f(x + 1) (2 views)."""
+    learner, batch = base_learner(), one_shot_batch()
+
+    def plus_one(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x + 1
+
+    model = heads.TestTimeAugmented(learner, plus_one, views=2)
+    with torch.no_grad():
+        mean = (learner.embed(batch.query_x) + learner.embed(batch.query_x + 1)) / 2
+        torch.testing.assert_close(model.embed(batch.query_x), mean)
+        one_view = heads.TestTimeAugmented(learner, plus_one, views=1)(batch)
+        torch.testing.assert_close(one_view.logits, learner(batch).logits)
+
+
+def test_fine_tuning_adapts_a_copy_and_learns_the_support_set() -> None:
+    """Steps on an episode's support set change the copy only; with no steps it is the trained head."""
+    learner, batch = base_learner(), one_shot_batch()
+    before = [p.clone() for p in learner.parameters()]
+
+    def noisy(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x + 0.05 * torch.randn(x.shape, generator=generator)
+
+    def support_loss(steps: int) -> float:
+        model = heads.FineTuned(learner, noisy, steps=steps, lr=1e-2, seed=0)
+        support_only = TaskBatch(batch.support_x, batch.support_y, batch.support_x, batch.support_y)
+        return float(model(support_only).loss)
+
+    with torch.no_grad():
+        base = learner(batch)
+    torch.testing.assert_close(heads.FineTuned(learner, noisy, 0, 1e-2)(batch).logits, base.logits)
+    assert support_loss(30) < support_loss(0)
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.parameters(), strict=True))
+    again = heads.FineTuned(learner, noisy, 5, 1e-2, seed=3)
+    torch.testing.assert_close(
+        again(batch).logits, heads.FineTuned(learner, noisy, 5, 1e-2, seed=3)(batch).logits
+    )
