@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from omniglot_lake import append_row  # the sibling screening script (benchmarks/ is on sys.path)
 from torch import nn
-from torch.nn import functional as F
 
 from metadl.algorithms import Learner, LearnerOutput, create_learner
 from metadl.algorithms.base import make_output
+from metadl.algorithms.ensemble import ProbabilityEnsemble
 from metadl.algorithms.protonet import ProtoNet, prototype_logits, prototypes
 from metadl.augment.registry import compose
 from metadl.augment.transforms import Transform
@@ -60,21 +60,6 @@ def with_head(learner: Learner, head: str, n_way: int) -> Learner:
     """
     name, kwargs = HEADS[head]
     return create_learner(name, backbone=learner.backbone, n_way=n_way, **kwargs).eval()
-
-
-class Ensemble(nn.Module):
-    """Mean class probabilities of several learners on the same batch (returned as log-probabilities)."""
-
-    def __init__(self, learners: list[nn.Module]) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(learners)
-
-    def forward(self, batch: TaskBatch) -> LearnerOutput:
-        outs = [m(batch) for m in self.members]
-        probs = torch.stack([o.logits.softmax(-1) for o in outs]).mean(0)  # (T, Q, N)
-        logits = probs.clamp_min(1e-12).log()
-        loss = F.nll_loss(logits.flatten(0, 1), outs[0].query_y.flatten())
-        return LearnerOutput(loss=loss, logits=logits, query_y=outs[0].query_y)
 
 
 class TestTimeAugmented(nn.Module):
@@ -174,7 +159,7 @@ def main() -> None:
         )
     if args.others:
         members = [learner] + [load_trained(run)[1] for run in args.others]
-        models["ensemble"] = Ensemble(members).eval()
+        models["ensemble"] = ProbabilityEnsemble(members).eval()
     base: np.ndarray | None = None  # per-episode accuracy of the trained head, for paired differences
     for head, model in models.items():
         start = time.perf_counter()

@@ -177,6 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         overrides=tuple(overrides),
         checkpoint=args.checkpoint,
+        ensemble=tuple(args.ensemble),
     )
     started = time.monotonic()
     result, report = evaluate_run(
@@ -335,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
     evaluator.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
+    evaluator.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="more runs or saved models of classifiers: score the mean of all their class probabilities "
+        "(TARGET's config says on what)",
     )
     evaluator.add_argument(
         "--json", action="store_true", help="print one JSON object (metric, mean, ci95, episodes, ...)"

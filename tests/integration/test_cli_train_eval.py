@@ -157,3 +157,38 @@ def test_a_saved_model_without_a_recorded_config_is_evaluated_on_given_data(trai
         )
         reports.append(json.loads(capsys.readouterr().out))
     assert reports[0]["mean"] == reports[1]["mean"] and reports[0]["queries"] == 3
+
+
+def test_eval_ensemble_averages_the_members_probabilities(trained_run, capsys, tmp_path):
+    """A run ensembled with copies of itself predicts as it does; a second seed's run joins it as a
+    two-member ensemble; members that read other inputs, or a missing run, exit 2 with one line."""
+    from metadl.algorithms.ensemble import ProbabilityEnsemble
+    from metadl.evaluation.run import evaluate_config, load_for_eval
+
+    run, config = trained_run
+    args = ["--json", "--episodes", "20", "--no-progress", "--no-record"]
+    assert main(["eval", str(run), *args]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(run), "--ensemble", str(run / "model"), str(run / "best.ckpt"), *args]) == 0
+    tripled = json.loads(capsys.readouterr().out)
+    assert tripled["mean"] == pytest.approx(alone["mean"])
+    assert tripled["ensemble"] == [str(run), str(run / "model"), str(run / "best.ckpt")]
+
+    raw = yaml.safe_load(config.read_text())
+    other = tmp_path / "seed2.yaml"
+    other.write_text(yaml.safe_dump({**raw, "seed": 2}))
+    assert main(["train", str(other), "--out", str(tmp_path / "seed2"), "--no-progress", "--no-record"]) == 0
+    cfg, both, _ = load_for_eval(run, ensemble=(tmp_path / "seed2",))
+    assert isinstance(both, ProbabilityEnsemble) and len(both.members) == 2
+    scored = evaluate_config(cfg, both)
+    assert 0 < scored.mean <= 1 and scored.episodes == cfg.eval.episodes
+
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump({**raw, "dataset": {**raw["dataset"], "image_size": 6}}))
+    assert main(["train", str(small), "--out", str(tmp_path / "small"), "--no-progress", "--no-record"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--ensemble", str(tmp_path / "small"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "image_size 6" in err and "image_size 8" in err and len(err.strip().splitlines()) == 1
+    assert main(["eval", str(run), "--ensemble", str(tmp_path / "nowhere"), *args]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from torch import nn
 
 from metadl.algorithms.base import Learner
 from metadl.algorithms.clustering_steps import as_clusterer
+from metadl.algorithms.ensemble import ProbabilityEnsemble
 from metadl.config import (
     LEARNER_DERIVED,
     Config,
@@ -96,6 +97,7 @@ def load_for_eval(
     dataset: str | None = None,
     overrides: tuple[str, ...] = (),
     checkpoint: str = "best",
+    ensemble: tuple[str | Path, ...] = (),
 ) -> tuple[Config, nn.Module, dict[str, Any]]:
     """The learner to evaluate and the config that says on what.
 
@@ -104,19 +106,21 @@ def load_for_eval(
     by ``metadl train``). ``config`` replaces the stored config's data and evaluation sections;
     ``dataset`` replaces the dataset section by ``{name: dataset}`` (keeping ``image_size``, the
     model's input size); ``overrides`` (``KEY=VALUE``, e.g. ``eval.ways=5``) apply last.
+    ``ensemble`` names more runs or models like ``target``: the learner returned averages the class
+    probabilities of all of them (:class:`~metadl.algorithms.ensemble.ProbabilityEnsemble`), on
+    ``target``'s episodes; each must classify inputs of the same dataset and size as ``target``.
     """
-    target = Path(target)
-    size_hint = None
-    if (target / "metadl.json").is_file() or target.name == "metadl.json":
-        model = load(target)
-        learner, info = model.learner, {"model": str(model.path)}
-        stored = model.metadata.get("config") or _sections_from_spec(model.spec)
-        if model.preprocessing is not None:
-            size_hint = model.preprocessing.height
-    else:
-        cfg, learner, info = load_trained(target, checkpoint=checkpoint)
-        stored = config_to_dict(cfg)
+    stored, learner, info, size_hint = _load_learner(Path(target), checkpoint)
     raw = dict(stored)
+    if ensemble:
+        members = [learner]
+        for other in ensemble:
+            other_stored, member, _, _ = _load_learner(Path(other), checkpoint)
+            _check_member(Path(other), other_stored, member, Path(target), stored)
+            members.append(member)
+        _check_member(Path(target), stored, learner, Path(target), stored)
+        learner = ProbabilityEnsemble(members)
+        info = {**info, "ensemble": [str(target), *map(str, ensemble)]}
     if config is not None:
         given = config_to_dict(load_config(config))
         # The learner is already built: take the data and the evaluation protocol from the given config.
@@ -130,6 +134,43 @@ def load_for_eval(
         )
     cfg = config_from_dict(apply_overrides(raw, overrides), source="evaluation settings")
     return cfg, learner, info
+
+
+def _load_learner(
+    target: Path, checkpoint: str
+) -> tuple[dict[str, Any], nn.Module, dict[str, Any], int | None]:
+    """A run folder, checkpoint or saved model -> (its stored config as a mapping, the learner, info, the
+    saved model's input height or None)."""
+    if (target / "metadl.json").is_file() or target.name == "metadl.json":
+        model = load(target)
+        stored = model.metadata.get("config") or _sections_from_spec(model.spec)
+        height = model.preprocessing.height if model.preprocessing is not None else None
+        return dict(stored), model.learner, {"model": str(model.path)}, height
+    cfg, learner, info = load_trained(target, checkpoint=checkpoint)
+    return config_to_dict(cfg), learner, info, None
+
+
+def _check_member(
+    path: Path, stored: dict[str, Any], learner: nn.Module, target: Path, target_stored: dict[str, Any]
+) -> None:
+    """An ensemble member must classify (no regression or clustering) the target's kind of input."""
+    caps = learner.capabilities if isinstance(learner, Learner) else None
+    if caps is None or caps.regression or caps.clustering:
+        raise ConfigError(
+            f"--ensemble {path}: only classifiers can be ensembled (their class probabilities are averaged); "
+            f"its learner is {type(learner).__name__}"
+        )
+
+    def data(raw: dict[str, Any]) -> tuple[Any, Any]:
+        section = raw.get("dataset") or {}
+        return section.get("name"), section.get("image_size")
+
+    if data(stored) != data(target_stored):
+        (name, size), (target_name, target_size) = data(stored), data(target_stored)
+        raise ConfigError(
+            f"--ensemble {path}: trained on {name} (image_size {size}), but {target} on {target_name} "
+            f"(image_size {target_size}); ensemble models that read the same inputs"
+        )
 
 
 def _sections_from_spec(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:

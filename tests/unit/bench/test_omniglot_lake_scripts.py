@@ -110,17 +110,6 @@ def test_every_head_scores_a_one_shot_episode(head: str) -> None:
     assert out.logits.shape == (1, 15, 5) and torch.isfinite(out.logits).all()
 
 
-def test_the_ensemble_averages_the_members_probabilities() -> None:
-    batch = one_shot_batch()
-    a = heads.with_head(base_learner(), "protonet", 5)
-    b = heads.with_head(base_learner(), "protonet_cosine", 5)
-    with torch.no_grad():
-        expected = (a(batch).logits.softmax(-1) + b(batch).logits.softmax(-1)) / 2
-        out = heads.Ensemble([a, b])(batch)
-    torch.testing.assert_close(out.logits.exp(), expected)
-    assert out.loss > 0 and torch.equal(out.query_y, batch.query_y)
-
-
 def test_test_time_augmentation_averages_the_embeddings_of_the_views() -> None:
     """With a transform that adds 1, every embedding is the mean of f(x) and f(x + 1) (2 views)."""
     learner, batch = base_learner(), one_shot_batch()
