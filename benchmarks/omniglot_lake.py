@@ -39,7 +39,7 @@ AUGMENT = (
     " {name: elastic, alpha: 1.0, sigma: 2.0, p: 0.5}]"
 )
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "way60": ("sampler.ways=60", "sampler.queries=5"),  # Snell et al.'s training episodes
+    "way60": (*WAY20, "sampler.ways=60"),  # Snell et al.'s 60-way training episodes, 3x the images
     "way20": WAY20,
     "within20": WITHIN20,
     "within20_norot": (*WITHIN20, "dataset.rotations=false"),

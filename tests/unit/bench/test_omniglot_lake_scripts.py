@@ -47,6 +47,7 @@ def flat(name: str) -> dict[str, object]:
         ("way20_h128", {"backbone.hidden"}),
         ("way20_px48", {"dataset.image_size"}),
         ("within20", {"sampler.source"}),
+        ("way60", {"sampler.ways"}),
         ("way20_resnet12", {"backbone.name", "backbone.hidden", "backbone.channels"}),
     ],
 )
