@@ -161,15 +161,16 @@ def _check_member(
             f"its learner is {type(learner).__name__}"
         )
 
-    def data(raw: dict[str, Any]) -> tuple[Any, Any]:
-        section = raw.get("dataset") or {}
-        return section.get("name"), section.get("image_size")
+    def data(raw: dict[str, Any]) -> str:
+        section = raw.get("dataset")
+        if not section:  # a saved model without its training config
+            return "data it does not record"
+        return f"{section.get('name')} (image_size {section.get('image_size')})"
 
     if data(stored) != data(target_stored):
-        (name, size), (target_name, target_size) = data(stored), data(target_stored)
         raise ConfigError(
-            f"--ensemble {path}: trained on {name} (image_size {size}), but {target} on {target_name} "
-            f"(image_size {target_size}); ensemble models that read the same inputs"
+            f"--ensemble {path}: trained on {data(stored)}, but {target} on {data(target_stored)}; "
+            "ensemble models trained on the same dataset at the same image size"
         )
 
 
