@@ -30,7 +30,14 @@ CONFIG = "protonet_omniglot_lake_20w1s"
 # The shipped shape: a third of the images of 60-way episodes.
 # The base of the screen (the recipe before issue 21's levers): constant 1e-3 for the first 2000
 # iterations, no augmentation; way20_aug / way20_cosine move one of those.
-WAY20 = ("sampler.ways=20", "sampler.queries=5", "optimizer.schedule=step", "augment.train=[]")
+WAY20 = (
+    "sampler.ways=20",
+    "sampler.queries=5",
+    "optimizer.schedule=step",
+    "optimizer.step_size=2000",  # x0.5 every 2,000 iterations, as the previous recipe's file said
+    "optimizer.gamma=0.5",
+    "augment.train=[]",
+)
 WITHIN20 = ("sampler.source=alphabet_episodes", *WAY20)
 # Drawer-like variation at 28 px: small affine jitter (about 1.4 px of shift) and a smooth wobble of the
 # strokes (at most 1 px, over a few pixels), each on part of the images; training episodes only.

@@ -123,13 +123,13 @@ class FineTuned(nn.Module):
             return model(task).logits
 
 
-def val_episodes(cfg: Config, learner: nn.Module, episodes: int) -> EvalResult:
-    """Score ``learner`` on the first ``episodes`` validation episodes that training used."""
+def val_episodes(cfg: Config, learner: nn.Module, episodes: int, seed: int | None = None) -> EvalResult:
+    """Score ``learner`` on the first ``episodes`` validation episodes that training used (those of the
+    run ``seed`` instead: runs trained with other seeds validate on other episodes)."""
     if cfg.dataset.val_split is None:
         raise SystemExit("the run has no dataset.val_split: nothing to score heads on")
-    sampler = make_sampler(
-        cfg, cfg.dataset.val_split, cfg.seed, shape=cfg.eval_shape(), source=cfg.eval.source
-    )
+    seed = cfg.seed if seed is None else seed
+    sampler = make_sampler(cfg, cfg.dataset.val_split, seed, shape=cfg.eval_shape(), source=cfg.eval.source)
     return evaluate(learner, sampler, episodes=episodes)
 
 
@@ -141,6 +141,11 @@ def main() -> None:
         "--with", dest="others", nargs="*", type=Path, default=[], help="runs to ensemble with"
     )
     parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument(
+        "--val-seed",
+        type=int,
+        help="seed of the validation episodes (default: the run's; 0 = the shipped run's)",
+    )
     parser.add_argument("--tta", type=int, nargs="*", default=[], help="views per image to screen")
     parser.add_argument("--finetune", type=int, nargs="*", default=[], help="steps per episode to screen")
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
@@ -163,7 +168,7 @@ def main() -> None:
     base: np.ndarray | None = None  # per-episode accuracy of the trained head, for paired differences
     for head, model in models.items():
         start = time.perf_counter()
-        result = val_episodes(cfg, model, args.episodes)
+        result = val_episodes(cfg, model, args.episodes, args.val_seed)
         accuracy = np.asarray(result.per_episode)
         if head == "protonet":
             base = accuracy
@@ -172,6 +177,7 @@ def main() -> None:
             "run": str(args.run),
             "iteration": info["iteration"],
             "head": head,
+            "val_seed": cfg.seed if args.val_seed is None else args.val_seed,
             "episodes": result.episodes,
             "val_accuracy": round(result.mean, 4),
             "val_ci95": round(result.ci95, 4),

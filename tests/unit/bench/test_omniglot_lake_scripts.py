@@ -59,6 +59,7 @@ def test_each_variant_moves_only_its_lever_from_the_base(variant: str, changed: 
 def test_the_base_variant_is_the_recipe_before_the_levers_whatever_the_shipped_config() -> None:
     base = flat("way20")
     assert base["optimizer.schedule"] == "step" and "augment.train" not in base
+    assert (base["optimizer.step_size"], base["optimizer.gamma"]) == (2000, 0.5)  # the long run's schedule
     assert (base["dataset.image_size"], base["backbone.hidden"], base["sampler.source"]) == (
         28,
         64,
