@@ -113,12 +113,11 @@ def load_for_eval(
     stored, learner, info, size_hint = _load_learner(Path(target), checkpoint)
     raw = dict(stored)
     if ensemble:
-        members = [learner]
+        members = [_classifier(Path(target), learner)]
         for other in ensemble:
             other_stored, member, _, _ = _load_learner(Path(other), checkpoint)
-            _check_member(Path(other), other_stored, member, Path(target), stored)
-            members.append(member)
-        _check_member(Path(target), stored, learner, Path(target), stored)
+            _check_same_data(Path(other), other_stored, Path(target), stored)
+            members.append(_classifier(Path(other), member))
         learner = ProbabilityEnsemble(members)
         info = {**info, "ensemble": [str(target), *map(str, ensemble)]}
     if config is not None:
@@ -150,16 +149,19 @@ def _load_learner(
     return config_to_dict(cfg), learner, info, None
 
 
-def _check_member(
-    path: Path, stored: dict[str, Any], learner: nn.Module, target: Path, target_stored: dict[str, Any]
-) -> None:
-    """An ensemble member must classify (no regression or clustering) the target's kind of input."""
+def _classifier(path: Path, learner: nn.Module) -> nn.Module:
+    """``learner`` if it can join an ensemble: a classifier (no regression or clustering)."""
     caps = learner.capabilities if isinstance(learner, Learner) else None
     if caps is None or caps.regression or caps.clustering:
         raise ConfigError(
             f"--ensemble {path}: only classifiers can be ensembled (their class probabilities are averaged); "
             f"its learner is {type(learner).__name__}"
         )
+    return learner
+
+
+def _check_same_data(path: Path, stored: dict[str, Any], target: Path, target_stored: dict[str, Any]) -> None:
+    """An ensemble member must have been trained on the target's dataset at the target's image size."""
 
     def data(raw: dict[str, Any]) -> str:
         section = raw.get("dataset")
